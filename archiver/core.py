@@ -1,0 +1,110 @@
+"""The archiver's decisions, pure and without I/O: throttling, crop paths, InfluxDB points."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import PurePosixPath
+
+from influxdb_client import Point, WritePrecision
+
+from facebus.events import Category, FaceEvent
+
+UNKNOWN_TAG = "unknown"  # person tag of faces nobody matched (the gallery reserves this id)
+
+
+def throttle_key(event: FaceEvent) -> str:
+    """What one throttle window covers: a known person across all devices, unknown faces per device
+    (so a crowd of strangers at one door cannot flood the log, and every door still logs its first stranger)."""
+    if event.person is None:
+        return f"{UNKNOWN_TAG}@{event.device_id}"
+    return f"person:{event.person}"
+
+
+class Throttle:
+    """One entry per key per window, on the events' capture times (not wall-clock time).
+
+    ``admit(event)`` is True for the first event of a key and then for the first one at least ``window_s`` after
+    the last admitted one. Events older than the last admitted one of their key are refused (late duplicates).
+    Not thread-safe: the archiver calls it from one thread.
+    """
+
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
+        self._last: dict[str, datetime] = {}
+
+    def admit(self, event: FaceEvent) -> bool:
+        key = throttle_key(event)
+        last = self._last.get(key)
+        if last is not None and (event.captured_at - last).total_seconds() < self.window_s:
+            return False
+        self._last[key] = event.captured_at
+        return True
+
+    def forget_before(self, cutoff: datetime) -> None:
+        """Drop keys whose last entry is older than ``cutoff`` (bounds memory with many unknown devices)."""
+        self._last = {k: t for k, t in self._last.items() if t >= cutoff}
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def sanitise(part: str, fallback: str = "_") -> str:
+    """``part`` reduced to ``[A-Za-z0-9_-]`` (runs of anything else become one ``_``), at most 64 characters."""
+    cleaned = _UNSAFE.sub("_", part).strip("_")[:64]
+    return cleaned or fallback
+
+
+def crop_path(event: FaceEvent) -> PurePosixPath:
+    """Relative path of an entry's crop: ``YYYY-MM-DD/<device>/<person>_<HHMMSS>.<mmm>Z_<id8>.jpg`` (UTC date and time
+    of capture; person ``unknown`` when nobody matched; the event id's first 8 characters keep names unique)."""
+    captured = event.captured_at.astimezone(timezone.utc)
+    person = sanitise(event.person or UNKNOWN_TAG)
+    stamp = captured.strftime("%H%M%S") + f".{captured.microsecond // 1000:03d}Z"
+    return PurePosixPath(
+        captured.strftime("%Y-%m-%d"), sanitise(event.device_id), f"{person}_{stamp}_{sanitise(event.event_id)[:8]}.jpg"
+    )
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One archived face entry: what goes to InfluxDB (measurement ``face_entry`` by default).
+
+    Tags: person (``unknown`` when nobody matched), category, device. Fields: distance (float, -1 when the gallery
+    was empty), event_id (string), crop_path (string, relative to the crops folder). Time: capture time, ms precision.
+    """
+
+    time: datetime
+    person: str
+    category: Category
+    device: str
+    distance: float
+    event_id: str
+    crop_path: str
+
+
+def entry_for(event: FaceEvent) -> Entry:
+    return Entry(
+        time=event.captured_at,
+        person=event.person or UNKNOWN_TAG,
+        category=event.category,
+        device=event.device_id,
+        distance=-1.0 if event.distance is None else event.distance,
+        event_id=event.event_id,
+        crop_path=str(crop_path(event)),
+    )
+
+
+def point_for(entry: Entry, measurement: str = "face_entry") -> Point:
+    """The InfluxDB point of an entry, millisecond precision (``point.to_line_protocol()`` gives the line)."""
+    return (
+        Point(measurement)
+        .tag("person", entry.person)
+        .tag("category", entry.category.value)
+        .tag("device", entry.device)
+        .field("distance", float(entry.distance))
+        .field("event_id", entry.event_id)
+        .field("crop_path", entry.crop_path)
+        .time(entry.time, WritePrecision.MS)
+    )

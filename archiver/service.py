@@ -1,0 +1,177 @@
+"""The archiver: subscribes to every device's face events, throttles them, saves crops, writes entries in batches.
+
+Threads: paho's network thread runs :meth:`Archiver.handle` (parse, throttle, save crop, enqueue: all fast);
+one writer thread flushes the queue to InfluxDB every ``flush_interval_s`` or at ``batch_size`` entries,
+and keeps the entries and retries with backoff while InfluxDB is unreachable.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from archiver.core import Throttle, entry_for, point_for
+from archiver.influx import InfluxError, LineWriter
+from facebus.events import FaceEvent
+from facebus.mqtt import Message, MqttClient
+from facebus.stats import Counters
+
+log = logging.getLogger(__name__)
+
+MAX_PENDING = 100_000  # entries kept in memory while InfluxDB is down; the oldest are dropped past this (counted)
+
+
+def save_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the whole file or none (temp file + rename), folders created."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".jpg")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def decode_crop(crop_jpeg_b64: str) -> bytes:
+    """JPEG bytes of an event's crop; ValueError when it is not base64 of a JPEG."""
+    try:
+        data = base64.b64decode(crop_jpeg_b64, validate=True)
+    except binascii.Error as exc:
+        raise ValueError(f"crop is not base64: {exc}") from exc
+    if not data.startswith(b"\xff\xd8"):
+        raise ValueError("crop is not a JPEG")
+    return data
+
+
+class BatchWriter:
+    """Queues line-protocol lines and writes them from one thread, in batches, retrying while InfluxDB is down."""
+
+    def __init__(self, writer: LineWriter, batch_size: int, flush_interval_s: float, counters: Counters) -> None:
+        self.writer, self.batch_size, self.flush_interval_s, self.counters = writer, batch_size, flush_interval_s, counters
+        self._pending: deque[str] = deque()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="influx-writer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def put(self, line: str) -> None:
+        with self._cond:
+            if len(self._pending) >= MAX_PENDING:
+                self._pending.popleft()
+                self.counters.add("entries_dropped")
+            self._pending.append(line)
+            if len(self._pending) >= self.batch_size:
+                self._cond.notify()
+
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._pending)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Flush what is queued (up to ``timeout_s``), then stop the thread."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        backoff_s = 0.0
+        while True:
+            with self._cond:
+                if not self._stopping and len(self._pending) < self.batch_size:
+                    self._cond.wait(max(self.flush_interval_s, backoff_s))
+                batch = [self._pending[i] for i in range(min(self.batch_size, len(self._pending)))]
+                if not batch and self._stopping:
+                    return
+            if not batch:
+                continue
+            try:
+                self.writer.write(batch)
+            except InfluxError as exc:
+                self.counters.add("write_errors")
+                backoff_s = min(30.0, max(1.0, backoff_s * 2))
+                log.error("InfluxDB write of %d entries failed, retrying in %.0f s: %s", len(batch), backoff_s, exc)
+                if self._stopping:
+                    return
+                continue
+            backoff_s = 0.0
+            with self._cond:
+                for _ in batch:
+                    self._pending.popleft()
+            self.counters.add("entries_written", len(batch))
+
+
+class Archiver:
+    """Face events → throttle → crop file + InfluxDB entry."""
+
+    def __init__(
+        self, crops_dir: Path, throttle_s: float, measurement: str, batch: BatchWriter, counters: Counters
+    ) -> None:
+        self.crops_dir = Path(crops_dir)
+        self.throttle = Throttle(throttle_s)
+        self.measurement = measurement
+        self.batch = batch
+        self.counters = counters
+
+    def handle(self, message: Message) -> None:
+        """Handle one face-event message; a bad event is logged with its topic and reason, counted and skipped."""
+        self.counters.add("events_in")
+        try:
+            event = FaceEvent.model_validate_json(message.payload)
+            crop = decode_crop(event.crop_jpeg_b64)
+        except (ValidationError, ValueError) as exc:
+            self.counters.add("events_bad")
+            reason = str(exc).splitlines()[0] if isinstance(exc, ValueError) else _first_error(exc)
+            log.warning("bad face event on %s: %s", message.topic, reason, extra={"topic": message.topic})
+            return
+        if not self.throttle.admit(event):
+            self.counters.add("events_throttled")
+            return
+        entry = entry_for(event)
+        try:
+            save_atomically(self.crops_dir / entry.crop_path, crop)
+        except OSError as exc:
+            self.counters.add("crop_errors")
+            log.error("could not save crop %s: %s", entry.crop_path, exc)
+        self.batch.put(point_for(entry, self.measurement).to_line_protocol())
+        self.counters.add("entries")
+        log.info(
+            "entry %s %s on %s distance=%s crop=%s",
+            entry.person, entry.category.value, entry.device, f"{entry.distance:.3f}", entry.crop_path,
+        )
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err.get("loc", ())) or "payload"
+    return f"{where}: {err['msg']} ({exc.error_count()} error(s))"
+
+
+def run(mqtt: MqttClient, archiver: Archiver, stop: threading.Event, stats_interval_s: float = 60.0) -> None:
+    """Subscribe, run until ``stop`` is set, then flush and disconnect."""
+    mqtt.subscribe(mqtt.topics.all_faces, archiver.handle, qos=1)
+    archiver.batch.start()
+    mqtt.start()
+    last_stats = time.monotonic()
+    try:
+        while not stop.wait(0.5):
+            if time.monotonic() - last_stats >= stats_interval_s:
+                last_stats = time.monotonic()
+                log.info("stats %s", archiver.counters.snapshot())
+    finally:
+        mqtt.stop()
+        archiver.batch.stop()
+        log.info("archiver stopped; stats %s", archiver.counters.snapshot())

@@ -1,0 +1,5 @@
+import sys
+
+from facebus.cli import main
+
+sys.exit(main())

@@ -1,0 +1,146 @@
+"""The ``facebus`` command: one subcommand per service and tool.
+
+    facebus publisher --source VIDEO|DIR|URL|INDEX [--device-id ID] ...
+    facebus recognizer [--gallery DIR|s3://bucket/prefix] [--tolerance 0.58] ...
+    facebus archiver [--influx-url URL] [--crops-dir DIR] ...
+    facebus demo        the whole pipeline on the bundled clip, with private Mosquitto and InfluxDB
+    facebus schema      print the face-event JSON Schema (docs/schemas/face-event.v1.json)
+
+Every flag also reads from its environment variable (shown in --help) and from ``.env``; flags win.
+An invalid setting ends the program with one message per bad key and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+from pydantic import ValidationError
+
+from facebus import log as logsetup
+from facebus import settings as cfg
+from facebus.topics import Topics
+
+log = logging.getLogger("facebus")
+
+EXIT_CONFIG = 2
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def cmd_publisher(args: argparse.Namespace) -> int:
+    from facebus.mqtt import MqttClient
+    from publisher import service
+
+    mqtt_settings, settings = cfg.load(cfg.MqttSettings, args), cfg.load(cfg.PublisherSettings, args)
+    mqtt = MqttClient(mqtt_settings, Topics(mqtt_settings.topic_prefix).device_availability(settings.device_id), "publisher")
+    try:
+        service.run(settings, mqtt, _stop_on_signals())
+    except (FileNotFoundError, ValueError) as exc:
+        log.error("%s", exc)
+        return 1
+    return 0
+
+
+def cmd_recognizer(args: argparse.Namespace) -> int:
+    mqtt_settings, settings = cfg.load(cfg.MqttSettings, args), cfg.load(cfg.RecognizerSettings, args)
+    from facebus.mqtt import MqttClient
+    from recognizer.service import Recognizer, load_index
+
+    try:
+        index, _ = load_index(settings)
+    except Exception as exc:  # noqa: BLE001 - any listing failure (missing folder, S3 down) ends start-up clearly
+        log.error("cannot load the gallery from %s: %s", settings.gallery, exc)
+        return 1
+    mqtt = MqttClient(mqtt_settings, Topics(mqtt_settings.topic_prefix).service_availability("recognizer"), "recognizer")
+    Recognizer(settings, mqtt, index).run(_stop_on_signals())
+    return 0
+
+
+def cmd_archiver(args: argparse.Namespace) -> int:
+    from archiver.influx import InfluxError, make_writer
+    from archiver.service import Archiver, BatchWriter, run
+    from facebus.mqtt import MqttClient
+
+    mqtt_settings = cfg.load(cfg.MqttSettings, args)
+    influx_settings, settings = cfg.load(cfg.InfluxSettings, args), cfg.load(cfg.ArchiverSettings, args)
+    try:
+        writer = make_writer(influx_settings)
+    except InfluxError as exc:
+        log.error("%s", exc)
+        return 1
+    mqtt = MqttClient(mqtt_settings, Topics(mqtt_settings.topic_prefix).service_availability("archiver"), "archiver")
+    batch = BatchWriter(writer, settings.batch_size, settings.flush_interval_s, mqtt.counters)
+    archiver = Archiver(settings.crops_dir, settings.throttle_s, settings.measurement, batch, mqtt.counters)
+    run(mqtt, archiver, _stop_on_signals())
+    writer.close()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from facebus import demo
+
+    return demo.main(args)
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from facebus.events import json_schema_text
+
+    sys.stdout.write(json_schema_text())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="facebus", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR [env FACEBUS_LOG_LEVEL]")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("publisher", help="publish frames from a webcam, stream, video file or image folder")
+    cfg.add_arguments(p, cfg.PublisherSettings)
+    cfg.add_arguments(p, cfg.MqttSettings)
+    p.set_defaults(func=cmd_publisher)
+
+    p = sub.add_parser("recognizer", help="name the faces in every device's frames and publish face events")
+    cfg.add_arguments(p, cfg.RecognizerSettings)
+    cfg.add_arguments(p, cfg.MqttSettings)
+    p.set_defaults(func=cmd_recognizer)
+
+    p = sub.add_parser("archiver", help="write throttled face entries to InfluxDB and keep their crops")
+    cfg.add_arguments(p, cfg.ArchiverSettings)
+    cfg.add_arguments(p, cfg.InfluxSettings)
+    cfg.add_arguments(p, cfg.MqttSettings)
+    p.set_defaults(func=cmd_archiver)
+
+    p = sub.add_parser("demo", help="run the whole pipeline on the bundled clip and print the archived entries")
+    p.add_argument("--state-dir", default=".state/demo", help="where the demo's servers keep their data and crops")
+    p.add_argument("--video", default="samples/faces-dev/video/short_hamilton_clip.mp4")
+    p.add_argument("--gallery", default="samples/gallery")
+    p.add_argument("--speed", type=float, default=0.25, help="playback speed of the clip (1 = real time)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("schema", help="print the face-event JSON Schema")
+    p.set_defaults(func=cmd_schema)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logsetup.setup(args.log_level)
+    try:
+        return args.func(args)
+    except ValidationError as exc:
+        for line in cfg.explain(exc):
+            print(f"facebus {args.command}: {line}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Logging: one line per outcome on stdout; JSON lines when stdout is not a terminal or ``FACEBUS_LOG_JSON=1``.
+
+Use lazy ``%s`` arguments and ``extra={...}`` for structured fields (never the keys ``name``, ``msg``, ``args``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+
+_RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time, level, logger, message, the ``extra`` fields and any exception."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        line.update({k: v for k, v in vars(record).items() if k not in _RESERVED})
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """``time level logger: message key=value ...``."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        extras = " ".join(f"{k}={v}" for k, v in vars(record).items() if k not in _RESERVED)
+        return f"{text} {extras}" if extras else text
+
+
+def setup(level: str = "INFO", json_lines: bool | None = None) -> None:
+    """Configure the root logger once per process. ``json_lines`` None: JSON unless stdout is a terminal."""
+    if json_lines is None:
+        env = os.environ.get("FACEBUS_LOG_JSON")
+        json_lines = env == "1" if env in ("0", "1") else not sys.stdout.isatty()
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(os.environ.get("FACEBUS_LOG_LEVEL", level).upper())
+    for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,169 @@
+"""MQTT client used by every service: paho-mqtt 2 (callback API v2, MQTT v5) behind a small interface.
+
+What it does for the services (as Frigate's ``comms/mqtt.py`` does):
+
+- availability: last will ``offline`` (QoS 1, retained) on the service's availability topic, set before connecting;
+  ``online`` (retained) published in every on_connect, so it comes back after a broker restart;
+  ``offline`` published on a clean stop;
+- subscriptions are made in on_connect, so a reconnect resubscribes;
+- reconnects by itself (``loop_start``), also when the broker is down at start;
+- every message handler runs inside a guard: an exception is logged with the topic, counted in
+  ``callback_errors``, and never reaches paho's network thread;
+- TCP_NODELAY on the socket (paho does not set it; QoS 0 p99 latency 12-15 ms without, 0.5 ms with).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.packettypes import PacketTypes
+
+from facebus.settings import MqttSettings
+from facebus.stats import Counters
+from facebus.topics import OFFLINE, ONLINE, Topics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Message:
+    """An incoming message: topic, payload bytes and MQTT v5 user properties (empty dict when none)."""
+
+    topic: str
+    payload: bytes
+    user_properties: dict[str, str]
+    retain: bool = False
+
+
+Handler = Callable[[Message], None]
+
+
+def user_properties(props: dict[str, str]) -> Properties:
+    """MQTT v5 PUBLISH properties carrying ``props`` as user properties."""
+    properties = Properties(PacketTypes.PUBLISH)
+    properties.UserProperty = list(props.items())
+    return properties
+
+
+class MqttClient:
+    """One connection to the broker with an availability topic.
+
+    ``availability_topic`` gets the last will ``offline`` and a retained ``online`` on every connect.
+    """
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        availability_topic: str,
+        client_id_prefix: str,
+        counters: Counters | None = None,
+    ) -> None:
+        self.settings = settings
+        self.topics = Topics(settings.topic_prefix)
+        self.availability_topic = availability_topic
+        self.counters = counters or Counters()
+        self._handlers: dict[str, tuple[Handler, int]] = {}
+        self._connected = threading.Event()
+        self._stopping = False
+        self._client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"{client_id_prefix}-{uuid.uuid4().hex[:8]}",
+            protocol=paho.MQTTv5,
+        )
+        if settings.username:
+            password = settings.password.get_secret_value() if settings.password else None
+            self._client.username_pw_set(settings.username, password)
+        self._client.will_set(availability_topic, OFFLINE, qos=1, retain=True)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+
+    # -- interface -------------------------------------------------------------------------------------------------
+
+    def subscribe(self, topic_filter: str, handler: Handler, qos: int = 0) -> None:
+        """Call ``handler`` for each message on ``topic_filter``; (re)subscribed on every connect."""
+        self._handlers[topic_filter] = (handler, qos)
+        if self._connected.is_set():
+            self._client.subscribe(topic_filter, qos)
+
+    def publish(
+        self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False, properties: dict[str, str] | None = None
+    ) -> paho.MQTTMessageInfo:
+        """Queue a message. QoS 1/2 messages wait in paho's queue while disconnected; QoS 0 is dropped then."""
+        props = user_properties(properties) if properties else None
+        return self._client.publish(topic, payload, qos=qos, retain=retain, properties=props)
+
+    def start(self) -> None:
+        """Connect in the background; reconnects by itself until :meth:`stop`."""
+        self._client.connect_async(self.settings.host, self.settings.port, keepalive=self.settings.keepalive_s)
+        self._client.loop_start()
+
+    def wait_connected(self, timeout_s: float) -> bool:
+        return self._connected.wait(timeout_s)
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def stop(self) -> None:
+        """Publish ``offline`` (retained), flush, disconnect and stop the network thread."""
+        self._stopping = True
+        if self._connected.is_set():
+            info = self._client.publish(self.availability_topic, OFFLINE, qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout=2)
+            except (RuntimeError, ValueError):
+                pass
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    # -- paho callbacks (API v2) -----------------------------------------------------------------------------------
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("mqtt connect refused: %s", reason_code, extra={"host": self.settings.host})
+            return
+        sock = client.socket()
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        client.publish(self.availability_topic, ONLINE, qos=1, retain=True)
+        for topic_filter, (_, qos) in self._handlers.items():
+            client.subscribe(topic_filter, qos)
+        self._connected.set()
+        log.info("mqtt connected to %s:%s", self.settings.host, self.settings.port)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        was_connected = self._connected.is_set()
+        self._connected.clear()
+        if was_connected and not self._stopping:
+            self.counters.add("mqtt_disconnects")
+            log.warning("mqtt disconnected: %s; reconnecting", reason_code)
+
+    def _on_message(self, client, userdata, message: paho.MQTTMessage) -> None:
+        try:
+            handler = self._handler_for(message.topic)
+            if handler is None:
+                return
+            props = getattr(message.properties, "UserProperty", None) or []
+            handler(Message(message.topic, message.payload, dict(props), bool(message.retain)))
+        except Exception:  # noqa: BLE001 - the guard: nothing may reach paho's network thread
+            self.counters.add("callback_errors")
+            log.exception("handler failed for message on %s", message.topic, extra={"topic": message.topic})
+
+    def _handler_for(self, topic: str) -> Handler | None:
+        for topic_filter, (handler, _) in self._handlers.items():
+            if paho.topic_matches_sub(topic_filter, topic):
+                return handler
+        return None

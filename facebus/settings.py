@@ -1,0 +1,222 @@
+"""Configuration for every service, read by pydantic-settings.
+
+Precedence, highest first: command-line flags, environment variables, ``.env`` in the working directory, defaults.
+Each concern has its own class and environment prefix; one shared ``.env`` serves all services
+(``extra="ignore"``: a service ignores the others' keys). ``.env.example`` documents every variable.
+
+Flags are generated from the same fields (``--mqtt-host``, ``--device-id``, ...), so there is one source of truth;
+:func:`add_arguments` / :func:`load` connect argparse to these classes.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from facebus.topics import DEFAULT_PREFIX, validate_device_id, validate_prefix
+
+
+def _config(env_prefix: str) -> SettingsConfigDict:
+    return SettingsConfigDict(env_prefix=env_prefix, env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+
+class MqttSettings(BaseSettings):
+    """Broker connection, shared by every service."""
+
+    model_config = _config("FACEBUS_MQTT_")
+
+    host: str = Field("127.0.0.1", title="Broker host", description="MQTT broker host name or IP address.")
+    port: int = Field(1883, ge=1, le=65535, title="Broker port", description="MQTT broker TCP port.")
+    username: str | None = Field(None, title="User name", description="MQTT user name; empty for anonymous.")
+    password: SecretStr | None = Field(None, title="Password", description="MQTT password.")
+    topic_prefix: str = Field(DEFAULT_PREFIX, title="Topic prefix", description="First level of every facebus topic.")
+    keepalive_s: int = Field(30, ge=5, le=3600, title="Keepalive", description="MQTT keepalive in seconds.")
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        return validate_prefix(value)
+
+
+class PublisherSettings(BaseSettings):
+    """Camera side: where frames come from and how they are published."""
+
+    model_config = _config("FACEBUS_PUBLISHER_")
+
+    source: str = Field(
+        ...,
+        title="Source",
+        description="Webcam index (0), RTSP/HTTP URL, video file or folder of images.",
+    )
+    device_id: str = Field("camera1", title="Device id", description="Camera id in topics: 1-64 of A-Z a-z 0-9 _ -.")
+    fps_max: float = Field(5.0, gt=0, le=60, title="FPS cap", description="Most frames per second to publish.")
+    max_width_px: int = Field(1280, ge=64, le=7680, title="Max width", description="Frames wider are downscaled (px).")
+    jpeg_quality: int = Field(85, ge=10, le=100, title="JPEG quality", description="JPEG quality of published frames.")
+    realtime: bool = Field(
+        True, title="Real-time pacing", description="Pace video files and folders at their own rate (else: as fast as possible)."
+    )
+    speed: float = Field(
+        1.0, gt=0, le=100, title="Playback speed", description="Files and folders play at this speed (0.25 = slow motion)."
+    )
+    loop: bool = Field(False, title="Loop", description="Start a video file or folder again at its end.")
+    progress: bool = Field(True, title="Progress bar", description="Show a progress bar for files and folders.")
+    reopen_delay_s: float = Field(
+        2.0, ge=0, title="Reopen delay", description="Seconds to wait before reopening a webcam or stream that failed."
+    )
+
+    @field_validator("device_id")
+    @classmethod
+    def _check_device_id(cls, value: str) -> str:
+        return validate_device_id(value)
+
+
+class RecognizerSettings(BaseSettings):
+    """Face detection, encoding and matching."""
+
+    model_config = _config("FACEBUS_RECOGNIZER_")
+
+    gallery: str = Field(
+        "samples/gallery",
+        title="Gallery",
+        description="Folder or s3://bucket/prefix holding Authorised/ and Restricted/ (Person.jpg or Person/*.jpg).",
+    )
+    tolerance: float = Field(
+        0.58,
+        gt=0,
+        lt=1.5,
+        title="Tolerance",
+        description="Largest face distance still called a match; lower is stricter (see docs/accuracy.md).",
+    )
+    margin: float = Field(
+        0.05,
+        ge=0,
+        lt=1,
+        title="Margin",
+        description="The nearest other person must be at least this much farther than the match, else unknown.",
+    )
+    detect_max_width_px: int = Field(
+        640, ge=160, le=4096, title="Detection width", description="Frames wider are shrunk to this width for detection (px)."
+    )
+    detect_upsample: int = Field(
+        1, ge=0, le=2, title="Detection upsample", description="HOG upsampling passes: 1 finds faces half as large, at 4x cost."
+    )
+    detect_profiles: bool = Field(
+        True, title="Profile faces", description="Also run OpenCV's profile-face cascade (faces turned 45-90 degrees)."
+    )
+    cache_dir: Path | None = Field(
+        Path("~/.cache/facebus/encodings"),
+        title="Encoding cache",
+        description="Folder caching gallery face encodings by image hash; empty to disable.",
+    )
+    max_frame_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, title="Max frame size", description="Frames larger than this (bytes) are rejected."
+    )
+    max_frame_pixels: int = Field(
+        4096 * 4096, ge=64 * 64, title="Max frame pixels", description="Frames with more pixels are rejected undecoded."
+    )
+    crop_max_px: int = Field(
+        160, ge=32, le=1024, title="Crop size", description="Longest side of the face crop carried in each event (px)."
+    )
+
+
+    @field_validator("cache_dir", mode="before")
+    @classmethod
+    def _empty_disables(cls, value: object) -> object:
+        return None if value == "" else value
+
+
+class InfluxSettings(BaseSettings):
+    """InfluxDB connection: v1 ``/write`` API (InfluxDB 1.x) or v2 API (1.8+, 2.x, 3.x)."""
+
+    model_config = _config("FACEBUS_INFLUX_")
+
+    url: str = Field("http://127.0.0.1:8086", title="URL", description="InfluxDB base URL.")
+    api: Literal["auto", "v1", "v2"] = Field(
+        "auto", title="API", description="auto asks /ping for the server version: 1.x uses v1, later versions v2."
+    )
+    database: str = Field("facebus", title="Database", description="v1: database name (created when missing).")
+    username: str | None = Field(None, title="User", description="v1: user name.")
+    password: SecretStr | None = Field(None, title="Password", description="v1: password.")
+    token: SecretStr | None = Field(None, title="Token", description="v2: API token.")
+    org: str = Field("facebus", title="Organisation", description="v2: organisation.")
+    bucket: str = Field("facebus", title="Bucket", description="v2: bucket.")
+    timeout_s: float = Field(10.0, gt=0, title="Timeout", description="HTTP timeout in seconds.")
+
+
+class ArchiverSettings(BaseSettings):
+    """Throttling, crops and batching of face entries."""
+
+    model_config = _config("FACEBUS_ARCHIVER_")
+
+    throttle_s: float = Field(
+        120.0,
+        ge=0,
+        title="Throttle window",
+        description="One entry per person per window (seconds), across devices; unknown faces per device.",
+    )
+    crops_dir: Path = Field(Path("crops"), title="Crops folder", description="Where face crops are saved.")
+    measurement: str = Field("face_entry", title="Measurement", description="InfluxDB measurement of entries.")
+    batch_size: int = Field(500, ge=1, le=50_000, title="Batch size", description="Entries per InfluxDB write.")
+    flush_interval_s: float = Field(
+        1.0, gt=0, le=60, title="Flush interval", description="Longest time an entry waits before it is written (s)."
+    )
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+# Flags of shared concerns carry a prefix (--mqtt-host, --influx-url); a service's own flags have none (--device-id).
+_FLAG_PREFIXES = {"MqttSettings": "mqtt_", "InfluxSettings": "influx_"}
+ALL_SETTINGS = (MqttSettings, PublisherSettings, RecognizerSettings, InfluxSettings, ArchiverSettings)
+
+
+def _dest(cls: type[BaseSettings], field_name: str) -> str:
+    return _FLAG_PREFIXES.get(cls.__name__, "") + field_name
+
+
+def flag_name(cls: type[BaseSettings], field_name: str) -> str:
+    """Command-line flag of a field, e.g. ``--mqtt-port``."""
+    return "--" + _dest(cls, field_name).replace("_", "-")
+
+
+def env_name(cls: type[BaseSettings], field_name: str) -> str:
+    """Environment variable of a field, e.g. ``FACEBUS_MQTT_PORT``."""
+    return f"{cls.model_config.get('env_prefix', '')}{field_name.upper()}"
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls: type[BaseSettings]) -> None:
+    """Add one flag per field of ``cls`` to ``parser``; a flag not given leaves the field to env, .env, default."""
+    group = parser.add_argument_group(cls.__doc__.splitlines()[0] if cls.__doc__ else cls.__name__)
+    for name, field in cls.model_fields.items():
+        kwargs: dict[str, Any] = {
+            "dest": _dest(cls, name),
+            "default": argparse.SUPPRESS,
+            "help": f"{field.description} [env {env_name(cls, name)}]",
+        }
+        if field.annotation is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif get_origin(field.annotation) is Literal:
+            kwargs["choices"] = get_args(field.annotation)
+        group.add_argument(flag_name(cls, name), **kwargs)
+
+
+def load(cls: type[S], args: argparse.Namespace) -> S:
+    """Build ``cls`` from the flags given in ``args``, then environment, then ``.env``. Raises ValidationError."""
+    given = {name: getattr(args, _dest(cls, name)) for name in cls.model_fields if hasattr(args, _dest(cls, name))}
+    return cls(**given)
+
+
+def explain(exc: ValidationError) -> list[str]:
+    """One line per invalid setting, naming its environment variable and flag, e.g.
+    ``FACEBUS_MQTT_PORT / --mqtt-port: Input should be less than or equal to 65535 (got '70000')``."""
+    cls = next((c for c in ALL_SETTINGS if c.__name__ == exc.title), None)
+    lines = []
+    for err in exc.errors():
+        key = str(err["loc"][0]) if err["loc"] else "?"
+        where = f"{env_name(cls, key)} / {flag_name(cls, key)}" if cls else key
+        got = f" (got {err['input']!r})" if not isinstance(err.get("input"), dict) else ""
+        lines.append(f"invalid setting {where}: {err['msg']}{got}")
+    return lines

@@ -1,0 +1,82 @@
+"""Every MQTT topic facebus uses, built in this one module (documented in docs/mqtt.md).
+
+Layout follows the zigbee2mqtt / Home Assistant convention ``<prefix>/<device_id>/<attribute>``::
+
+    <prefix>/<device_id>/frame                  raw JPEG bytes, QoS 0, not retained
+    <prefix>/<device_id>/face                   one JSON FaceEvent per face, QoS 1, not retained
+    <prefix>/<device_id>/availability           "online" (retained) / "offline" (last will, retained)
+    <prefix>/services/<service>/availability    same, for recognizer, archiver, ...
+
+``services`` is reserved: no camera may use it as its device id.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+DEFAULT_PREFIX = "facebus"
+SERVICES = "services"
+DEVICE_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+_DEVICE_ID_RE = re.compile(DEVICE_ID_PATTERN)
+
+ONLINE = "online"
+OFFLINE = "offline"
+
+
+def validate_device_id(device_id: str) -> str:
+    """Return ``device_id`` unchanged, or raise ValueError when it is not 1-64 of ``[A-Za-z0-9_-]`` or is reserved."""
+    if not _DEVICE_ID_RE.match(device_id):
+        raise ValueError(f"device id {device_id!r} must be 1-64 characters of A-Z a-z 0-9 _ -")
+    if device_id == SERVICES:
+        raise ValueError(f"device id {SERVICES!r} is reserved for the services' own topics")
+    return device_id
+
+
+def validate_prefix(prefix: str) -> str:
+    """Return ``prefix`` unchanged, or raise ValueError when it is empty, has MQTT wildcards or leading/trailing '/'."""
+    if not prefix or prefix.startswith("/") or prefix.endswith("/") or any(c in prefix for c in "+#\0"):
+        raise ValueError(f"topic prefix {prefix!r} must be non-empty, without + # or a leading/trailing /")
+    return prefix
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Topic builder for one prefix (default ``facebus``)."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        validate_prefix(self.prefix)
+
+    def frame(self, device_id: str) -> str:
+        """Topic a camera publishes its raw JPEG frames to."""
+        return f"{self.prefix}/{validate_device_id(device_id)}/frame"
+
+    def face(self, device_id: str) -> str:
+        """Topic the recognizer publishes one FaceEvent per face to, for frames of ``device_id``."""
+        return f"{self.prefix}/{validate_device_id(device_id)}/face"
+
+    def device_availability(self, device_id: str) -> str:
+        return f"{self.prefix}/{validate_device_id(device_id)}/availability"
+
+    def service_availability(self, service: str) -> str:
+        return f"{self.prefix}/{SERVICES}/{service}/availability"
+
+    @property
+    def all_frames(self) -> str:
+        """Subscription filter for every device's frames."""
+        return f"{self.prefix}/+/frame"
+
+    @property
+    def all_faces(self) -> str:
+        """Subscription filter for every device's face events."""
+        return f"{self.prefix}/+/face"
+
+    def device_of(self, topic: str) -> str:
+        """Device id of a ``<prefix>/<device_id>/<attribute>`` topic; ValueError when the topic is not of that form."""
+        head, sep, rest = topic.partition(self.prefix + "/")
+        parts = rest.split("/")
+        if head or not sep or len(parts) != 2:
+            raise ValueError(f"topic {topic!r} is not {self.prefix}/<device_id>/<attribute>")
+        return validate_device_id(parts[0])

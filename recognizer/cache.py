@@ -1,0 +1,53 @@
+"""On-disk cache of gallery face encodings, keyed by the SHA-256 of the image bytes and the encoding parameters,
+so a restart (or a gallery of 1,000 people) re-encodes nothing that has not changed.
+
+One ``<key>.npy`` file per image (128 float64, 1 KiB), written atomically. A corrupt entry is ignored and rewritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class EncodingCache:
+    def __init__(self, directory: Path | None, params: str) -> None:
+        """``directory`` None disables caching; ``params`` names what else determines the encoding (model, jitters)."""
+        self.directory = Path(directory).expanduser() if directory else None
+        self.params = params
+        self.hits = self.misses = 0
+
+    def key(self, data: bytes) -> str:
+        return hashlib.sha256(self.params.encode() + b"\0" + data).hexdigest()
+
+    def get_or_compute(self, data: bytes, compute: Callable[[bytes], np.ndarray]) -> np.ndarray:
+        """The cached encoding of ``data``, or ``compute(data)`` stored for next time (exceptions pass through)."""
+        if self.directory is None:
+            return compute(data)
+        path = self.directory / f"{self.key(data)}.npy"
+        try:
+            encoding = np.load(path)
+            if encoding.shape == (128,):
+                self.hits += 1
+                return encoding
+        except (OSError, ValueError):
+            pass
+        self.misses += 1
+        encoding = compute(data)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
+            with os.fdopen(fd, "wb") as out:
+                np.save(out, encoding)
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.warning("encoding cache %s not writable: %s", self.directory, exc)
+        return encoding

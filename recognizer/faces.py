@@ -1,0 +1,97 @@
+"""Face detection and encoding: a thin layer over face_recognition (dlib HOG detector + ResNet encoder).
+
+Importing this module loads dlib's models (~1 s, +125 MB): only the recognizer process does.
+Measured cost on one core (docs/performance.md): HOG at half size of 640x480 with upsample 0 ~7 ms, upsample 1 ~30 ms;
+one encoding ~85 ms regardless of frame size.
+"""
+
+from __future__ import annotations
+
+import cv2
+import face_recognition
+import numpy as np
+
+from facebus.images import Box, ImageError, fit_width, load_photo, scale_image
+
+
+_PROFILE_CASCADE = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_profileface.xml")
+
+
+def detect(rgb: np.ndarray, max_width_px: int = 640, upsample: int = 1, profiles: bool = True) -> list[Box]:
+    """Face boxes in ``rgb`` (uint8, shape (height, width, 3)), found on a copy shrunk to at most ``max_width_px``.
+
+    Two detectors run on that copy: dlib's HOG (frontal and slightly turned faces; ``upsample`` 1 finds faces down to
+    ~40 px wide at 4x the cost of 0) and, with ``profiles``, OpenCV's Haar profile cascade in both directions
+    (faces turned 45-90 degrees, which HOG misses). Boxes overlapping a HOG box (IoU > 0.3) are dropped.
+
+    Returns a list of (top, right, bottom, left) tuples in pixels of the input image, clipped to it, largest first.
+    """
+    small = fit_width(rgb, max_width_px)
+    boxes = face_recognition.face_locations(small, upsample, model="hog")
+    if profiles:
+        boxes += [b for b in _profile_boxes(small) if all(_iou(b, other) <= 0.3 for other in boxes)]
+    factor_y, factor_x = rgb.shape[0] / small.shape[0], rgb.shape[1] / small.shape[1]
+    height, width = rgb.shape[:2]
+    scaled = []
+    for top, right, bottom, left in boxes:
+        box = (
+            max(0, round(top * factor_y)),
+            min(width, round(right * factor_x)),
+            min(height, round(bottom * factor_y)),
+            max(0, round(left * factor_x)),
+        )
+        if box[2] > box[0] and box[1] > box[3]:
+            scaled.append(box)
+    return sorted(scaled, key=lambda b: (b[2] - b[0]) * (b[1] - b[3]), reverse=True)
+
+
+def _profile_boxes(rgb: np.ndarray) -> list[Box]:
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    width = gray.shape[1]
+    found = []
+    for mirrored in (False, True):
+        image = cv2.flip(gray, 1) if mirrored else gray
+        for x, y, w, h in _PROFILE_CASCADE.detectMultiScale(image, scaleFactor=1.1, minNeighbors=5, minSize=(24, 24)):
+            left = width - x - w if mirrored else x
+            box = (int(y), int(left + w), int(y + h), int(left))
+            if all(_iou(box, other) <= 0.3 for other in found):
+                found.append(box)
+    return found
+
+
+def _iou(a: Box, b: Box) -> float:
+    """Intersection over union of two (top, right, bottom, left) boxes."""
+    inter_h = min(a[2], b[2]) - max(a[0], b[0])
+    inter_w = min(a[1], b[1]) - max(a[3], b[3])
+    if inter_h <= 0 or inter_w <= 0:
+        return 0.0
+    inter = inter_h * inter_w
+    area = lambda box: (box[2] - box[0]) * (box[1] - box[3])  # noqa: E731
+    return inter / (area(a) + area(b) - inter)
+
+
+GALLERY_JITTERS = 10  # gallery photos are encoded once (and cached): re-sampling 10 times gives steadier encodings
+
+
+def encode(rgb: np.ndarray, boxes: list[Box], num_jitters: int = 1) -> list[np.ndarray]:
+    """One 128-d float64 face encoding per box (boxes in pixels of ``rgb``), computed on the full-resolution image.
+    ``num_jitters`` > 1 averages that many randomly perturbed re-samplings (cost grows linearly)."""
+    if not boxes:
+        return []
+    return face_recognition.face_encodings(rgb, known_face_locations=boxes, num_jitters=num_jitters, model="small")
+
+
+def encode_photo(data: bytes, max_side_px: int = 1024, num_jitters: int = GALLERY_JITTERS) -> np.ndarray:
+    """The 128-d encoding of the largest face in a photo (file bytes: JPEG, PNG, ...; EXIF-rotated, RGBA and
+    grayscale handled), detected with HOG upsample 1 on the photo shrunk to at most ``max_side_px``.
+
+    Raises ImageError when the bytes are not a readable image or no face is found.
+    """
+    rgb = load_photo(data)
+    longest = max(rgb.shape[:2])
+    if longest > max_side_px:
+        rgb = scale_image(rgb, max_side_px / longest)
+    boxes = detect(rgb, max_width_px=640, upsample=1, profiles=False)
+    if not boxes:
+        raise ImageError("no face found")
+    return encode(rgb, boxes[:1], num_jitters)[0]

@@ -1,0 +1,165 @@
+"""The gallery: enrolled faces from a local folder or an S3 bucket, with the same layout in both::
+
+    <root>/Authorised/<Person_Id>.jpg            one image of a person
+    <root>/Authorised/<Person_Id>/<any>.jpg      several images of a person
+    <root>/Restricted/...                        the same, for restricted people
+
+Person id = file stem or folder name (``[\\w.-]``, 1-100 characters; ``unknown`` is reserved).
+Category folder names are matched case-insensitively; ``Authorized`` is accepted for ``Authorised``.
+Images: .jpg, .jpeg, .png. Anything else in the tree is ignored.
+
+A :class:`GallerySource` lists image keys with a version tag (S3 ETag, or mtime+size for a folder) and reads bytes;
+:func:`load_gallery` turns a source into a :class:`GalleryIndex`, rejecting (not raising on) images it cannot use.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from facebus.events import Category
+from facebus.images import ImageError
+from recognizer.matching import GalleryEntry, GalleryIndex
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+CATEGORY_FOLDERS = {
+    "authorised": Category.authorised,
+    "authorized": Category.authorised,
+    "restricted": Category.restricted,
+}
+UNKNOWN_PERSON = "unknown"
+_PERSON_RE = re.compile(r"^[\w.-]{1,100}$")
+
+
+def parse_key(key: str) -> tuple[Category, str] | None:
+    """(category, person id) of a gallery image key such as ``Authorised/Alice.jpg`` or ``Restricted/Bob/1.png``;
+    None for keys outside the layout (other folders, other file types, reserved or malformed names)."""
+    parts = key.split("/")
+    if len(parts) not in (2, 3) or not parts[-1].lower().endswith(IMAGE_SUFFIXES):
+        return None
+    category = CATEGORY_FOLDERS.get(parts[0].lower())
+    person = Path(parts[1]).stem if len(parts) == 2 else parts[1]
+    if category is None or not _PERSON_RE.match(person) or person.lower() == UNKNOWN_PERSON:
+        return None
+    return category, person
+
+
+class GallerySource(Protocol):
+    """Where gallery images live. Keys are relative to the gallery root, ``/``-separated."""
+
+    def list_images(self) -> dict[str, str]:
+        """Every key under the root mapped to a version tag that changes when the content changes."""
+
+    def read(self, key: str) -> bytes:
+        """The bytes of one image."""
+
+
+class FolderSource:
+    """A gallery in a local folder; version tag = modification time (ns) and size."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"FolderSource({str(self.root)!r})"
+
+    def list_images(self) -> dict[str, str]:
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"gallery folder {self.root} does not exist")
+        listing = {}
+        for path in self.root.rglob("*"):
+            if path.is_file():
+                stat = path.stat()
+                listing[path.relative_to(self.root).as_posix()] = f"{stat.st_mtime_ns}-{stat.st_size}"
+        return listing
+
+    def read(self, key: str) -> bytes:
+        return (self.root / key).read_bytes()
+
+
+class S3Source:
+    """A gallery under ``s3://bucket/prefix``; version tag = ETag.
+
+    Credentials and endpoint come from boto3's usual sources (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
+    ``AWS_ENDPOINT_URL``, ``AWS_DEFAULT_REGION``, ~/.aws). Path-style addressing, so MinIO and SeaweedFS work.
+    """
+
+    def __init__(self, bucket: str, prefix: str = "", client=None) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self.client = client or make_s3_client()
+
+    def __repr__(self) -> str:
+        return f"S3Source('s3://{self.bucket}/{self.prefix}')"
+
+    def list_images(self) -> dict[str, str]:
+        listing = {}
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix):
+            for obj in page.get("Contents", []):
+                listing[obj["Key"][len(self.prefix) :]] = obj["ETag"].strip('"')
+        return listing
+
+    def read(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"].read()
+
+
+def make_s3_client():
+    """boto3 S3 client with path-style addressing and bounded retries; endpoint and keys from the environment."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.session.Session().client(  # a new session reads the environment now, not at first use
+        "s3",
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5),
+    )
+
+
+def open_source(spec: str) -> GallerySource:
+    """``s3://bucket/prefix`` → :class:`S3Source`; anything else is a folder path → :class:`FolderSource`."""
+    if spec.startswith("s3://"):
+        bucket, _, prefix = spec[len("s3://") :].partition("/")
+        if not bucket:
+            raise ValueError(f"gallery {spec!r}: no bucket name after s3://")
+        return S3Source(bucket, prefix)
+    return FolderSource(spec)
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A gallery image that was not enrolled, and why."""
+
+    key: str
+    reason: str
+
+
+def load_gallery(
+    source: GallerySource, encode_photo: Callable[[bytes], np.ndarray]
+) -> tuple[GalleryIndex, list[Rejected]]:
+    """Read and encode every gallery image of ``source``.
+
+    ``encode_photo`` turns image bytes into one 128-d encoding and raises ImageError (with the reason) when the
+    image is unusable. Returns the index and the rejected images; one bad image never stops the load.
+    Raises only when the source itself cannot be listed (missing folder, S3 unreachable).
+    """
+    entries, rejected = [], []
+    for key in sorted(source.list_images()):
+        parsed = parse_key(key)
+        if parsed is None:
+            continue
+        category, person = parsed
+        try:
+            encoding = encode_photo(source.read(key))
+        except ImageError as exc:
+            rejected.append(Rejected(key, str(exc)))
+            log.warning("gallery image rejected: %s: %s", key, exc, extra={"key": key})
+            continue
+        entries.append(GalleryEntry(person, category, key, encoding))
+    return GalleryIndex(entries), rejected

@@ -1,0 +1,175 @@
+"""The recognizer: frames in from every device, one FaceEvent per face out.
+
+Threads: paho's network thread runs :meth:`Recognizer.on_frame`, which only checks the size and drops the frame into
+its device's latest-frame-wins slot; one worker thread decodes, detects, encodes, matches and publishes.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+
+from facebus.events import CAPTURE_TIME_PROPERTY, FaceEvent, parse_time, utc_now
+from facebus.images import Box, ImageError, crop_jpeg, decode_jpeg
+from facebus.mqtt import Message, MqttClient
+from facebus.settings import RecognizerSettings
+from facebus.stats import Counters
+from recognizer import faces
+from recognizer.cache import EncodingCache
+from recognizer.gallery import Rejected, load_gallery, open_source
+from recognizer.matching import GalleryIndex, Match
+from recognizer.slots import LatestSlots
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A received frame waiting in its device's slot."""
+
+    topic: str
+    device_id: str
+    jpeg: bytes
+    captured_at: datetime
+
+
+def face_event(
+    frame: Frame, shape: tuple[int, ...], box: Box, match: Match, settings: RecognizerSettings, crop: bytes,
+    index: int, count: int,
+) -> FaceEvent:
+    """The event for face ``index`` of ``count`` in ``frame`` (decoded ``shape`` = (height, width, 3))."""
+    return FaceEvent(
+        device_id=frame.device_id,
+        captured_at=frame.captured_at,
+        recognized_at=utc_now(),
+        person=match.person,
+        category=match.category,
+        distance=match.distance,
+        tolerance=settings.tolerance,
+        margin=settings.margin,
+        second_person=match.second_person,
+        second_distance=match.second_distance,
+        matched_image=match.image_key,
+        box=box,
+        frame_width_px=shape[1],
+        frame_height_px=shape[0],
+        face_index=index,
+        faces_in_frame=count,
+        crop_jpeg_b64=base64.b64encode(crop).decode("ascii"),
+    )
+
+
+def load_index(settings: RecognizerSettings) -> tuple[GalleryIndex, list[Rejected]]:
+    """Encode the gallery named by ``settings.gallery`` (through the encoding cache). Raises when it cannot be listed."""
+    cache = EncodingCache(settings.cache_dir, f"dlib-resnet-small-jitters{faces.GALLERY_JITTERS}-v1")
+    started = time.perf_counter()
+    index, rejected = load_gallery(open_source(settings.gallery), lambda data: cache.get_or_compute(data, faces.encode_photo))
+    log.info(
+        "gallery %s: %d people, %d images, %d rejected, in %.1f s (cache hits %d, misses %d)",
+        settings.gallery, len(index.people), len(index), len(rejected), time.perf_counter() - started,
+        cache.hits, cache.misses,
+    )
+    return index, rejected
+
+
+class Recognizer:
+    def __init__(self, settings: RecognizerSettings, mqtt: MqttClient, index: GalleryIndex) -> None:
+        self.settings = settings
+        self.mqtt = mqtt
+        self.index = index
+        self.counters = mqtt.counters
+        self.slots: LatestSlots[Frame] = LatestSlots()
+
+    # -- MQTT thread -----------------------------------------------------------------------------------------------
+
+    def on_frame(self, message: Message) -> None:
+        """Queue a frame (newest wins per device). Oversized or mis-addressed frames are logged, counted, skipped."""
+        self.counters.add("frames_in")
+        try:
+            device_id = self.mqtt.topics.device_of(message.topic)
+        except ValueError as exc:
+            self.counters.add("frames_bad")
+            log.warning("frame on %s ignored: %s", message.topic, exc, extra={"topic": message.topic})
+            return
+        if len(message.payload) > self.settings.max_frame_bytes:
+            self.counters.add("frames_bad")
+            log.warning(
+                "frame on %s rejected: %d bytes is over the %d byte limit",
+                message.topic, len(message.payload), self.settings.max_frame_bytes, extra={"topic": message.topic},
+            )
+            return
+        captured_at = utc_now()
+        stamp = message.user_properties.get(CAPTURE_TIME_PROPERTY)
+        if stamp:
+            try:
+                captured_at = parse_time(stamp)
+            except ValueError:
+                self.counters.add("frames_bad_capture_time")
+        if self.slots.put(device_id, Frame(message.topic, device_id, message.payload, captured_at)):
+            self.counters.add("frames_dropped")
+
+    # -- worker thread ---------------------------------------------------------------------------------------------
+
+    def process(self, frame: Frame) -> list[FaceEvent]:
+        """Decode, detect, encode and match one frame; one event per face. Raises ImageError for a bad frame."""
+        s = self.settings
+        rgb = decode_jpeg(frame.jpeg, s.max_frame_bytes, s.max_frame_pixels)
+        boxes = faces.detect(rgb, s.detect_max_width_px, s.detect_upsample, s.detect_profiles)
+        encodings = faces.encode(rgb, boxes)
+        events = []
+        for i, (box, encoding) in enumerate(zip(boxes, encodings)):
+            match = self.index.match(np.asarray(encoding), s.tolerance, s.margin)
+            crop = crop_jpeg(rgb, box, s.crop_max_px)
+            events.append(face_event(frame, rgb.shape, box, match, s, crop, i, len(boxes)))
+        return events
+
+    def work_once(self, timeout_s: float = 0.5) -> bool:
+        """Process the next waiting frame, if one arrives within ``timeout_s``; False when none did."""
+        taken = self.slots.take(timeout_s)
+        if taken is None:
+            return False
+        _, frame = taken
+        started = time.perf_counter()
+        try:
+            events = self.process(frame)
+        except ImageError as exc:
+            self.counters.add("frames_bad")
+            log.warning("frame on %s rejected: %s", frame.topic, exc, extra={"topic": frame.topic})
+            return True
+        self.counters.add("frames_processed")
+        for event in events:
+            self.mqtt.publish(self.mqtt.topics.face(frame.device_id), event.to_json(), qos=1)
+            self.counters.add("faces_" + event.category.value)
+            log.info(
+                "face %s %s on %s distance=%s nearest=%s second=%s@%s",
+                event.person or "unknown", event.category.value, event.device_id,
+                "-" if event.distance is None else f"{event.distance:.3f}", event.matched_image,
+                event.second_person, "-" if event.second_distance is None else f"{event.second_distance:.3f}",
+                extra={"latency_ms": round((time.perf_counter() - started) * 1000)},
+            )
+        return True
+
+    def run(self, stop: threading.Event, stats_interval_s: float = 60.0) -> None:
+        """Subscribe to every device's frames and process them until ``stop`` is set."""
+        self.mqtt.subscribe(self.mqtt.topics.all_frames, self.on_frame, qos=0)
+        self.mqtt.start()
+        last_stats = time.monotonic()
+        try:
+            while not stop.is_set():
+                try:
+                    self.work_once()
+                except Exception:  # noqa: BLE001 - one bad frame must not stop the service
+                    self.counters.add("worker_errors")
+                    log.exception("unexpected error while processing a frame")
+                if time.monotonic() - last_stats >= stats_interval_s:
+                    last_stats = time.monotonic()
+                    log.info("stats %s", self.counters.snapshot())
+        finally:
+            self.mqtt.stop()
+            log.info("recognizer stopped; stats %s", self.counters.snapshot())

@@ -1,0 +1,64 @@
+"""Shared fixtures: real servers (Mosquitto, InfluxDB 1.x, SeaweedFS S3) on free loopback ports, one per session,
+stopped at the end. Data lives under pytest's temporary folder."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from facebus import devservers
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples"
+GALLERY = SAMPLES / "gallery"
+FACES_DEV = SAMPLES / "faces-dev"
+CLIP = FACES_DEV / "video" / "short_hamilton_clip.mp4"
+
+S3_ACCESS_KEY = "facebus-test"
+S3_SECRET_KEY = "facebus-test-secret"
+S3_BUCKET = "faces"
+
+
+@pytest.fixture(scope="session")
+def mosquitto(tmp_path_factory):
+    server = devservers.start_mosquitto(tmp_path_factory.mktemp("mosquitto"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def influxd(tmp_path_factory):
+    server = devservers.start_influxd(tmp_path_factory.mktemp("influxd"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory):
+    server = devservers.start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"), S3_BUCKET, S3_ACCESS_KEY, S3_SECRET_KEY)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(seaweedfs, monkeypatch):
+    """boto3's standard variables pointing at the SeaweedFS server; returns a client."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", seaweedfs.url)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    from recognizer.gallery import make_s3_client
+
+    client = make_s3_client()
+    deadline = time.monotonic() + 30
+    while True:  # weed mini creates its -bucket a moment after the port opens
+        try:
+            client.head_bucket(Bucket=S3_BUCKET)
+            return client
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+

@@ -1,0 +1,138 @@
+"""The archiver against real Mosquitto and influxd 1.6.7: events in, entries and crops out; bad events skipped."""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+
+from archiver.influx import V1Writer, choose_api, make_writer, server_version
+from archiver.service import Archiver, BatchWriter, run
+from facebus.events import FaceEvent
+from facebus.images import encode_jpeg
+from facebus.mqtt import MqttClient
+from facebus.settings import InfluxSettings, MqttSettings
+from facebus.topics import Topics
+
+pytestmark = pytest.mark.integration
+
+TOPICS = Topics()
+CROP_B64 = base64.b64encode(encode_jpeg(np.full((40, 30, 3), 128, np.uint8))).decode()
+
+
+def event(person, device="door", at=None, **kw):
+    at = at or datetime.now(timezone.utc)
+    fields = dict(
+        device_id=device, captured_at=at, recognized_at=at, person=person,
+        category="authorised" if person else "unknown", distance=0.4 if person else 0.7, tolerance=0.58,
+        box=(10, 40, 50, 10), frame_width_px=640, frame_height_px=360, crop_jpeg_b64=CROP_B64,
+    )
+    return FaceEvent(**(fields | kw))
+
+
+def test_auto_detection_picks_the_v1_api_for_influxdb_1_6(influxd):
+    version = server_version(influxd.url)
+    assert version.startswith("1.6")
+    assert choose_api(version) == "v1"
+    assert isinstance(make_writer(InfluxSettings(url=influxd.url, database="detect")), V1Writer)
+    assert choose_api("v2.7.4") == "v2" and choose_api("3.1.0") == "v2"
+
+
+@pytest.fixture
+def archiver(mosquitto, influxd, tmp_path):
+    settings = InfluxSettings(url=influxd.url, api="v1", database=f"t{time.monotonic_ns()}")
+    writer = V1Writer(settings)
+    mqtt = MqttClient(MqttSettings(port=mosquitto.port), TOPICS.service_availability("archiver"), "archiver")
+    batch = BatchWriter(writer, batch_size=100, flush_interval_s=0.2, counters=mqtt.counters)
+    service = Archiver(tmp_path / "crops", throttle_s=120, measurement="face_entry", batch=batch, counters=mqtt.counters)
+    stop = threading.Event()
+    thread = threading.Thread(target=run, args=(mqtt, service, stop), daemon=True)
+    thread.start()
+    assert mqtt.wait_connected(10)
+    sender = MqttClient(MqttSettings(port=mosquitto.port), TOPICS.service_availability("test-sender"), "sender")
+    sender.start()
+    assert sender.wait_connected(10)
+    yield service, sender, writer
+    sender.stop()
+    stop.set()
+    thread.join(15)
+
+
+def wait_for(predicate, timeout_s=10.0):
+    deadline = time.monotonic() + timeout_s
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return predicate()
+
+
+def rows(writer):
+    body = writer.query('SELECT * FROM "face_entry" WHERE time > now() - 7d')
+    series = body["results"][0].get("series", [])
+    return [dict(zip(s["columns"], v)) for s in series for v in s["values"]]
+
+
+def test_events_become_throttled_entries_with_crops(archiver):
+    service, sender, writer = archiver
+    t0 = datetime.now(timezone.utc) - timedelta(minutes=10)
+    sent = [
+        event("Alice", "door", t0),
+        event("Alice", "garage", t0 + timedelta(seconds=30)),  # same person, other device, inside 120 s: throttled
+        event("Alice", "door", t0 + timedelta(seconds=121)),  # next window
+        event(None, "door", t0),
+        event(None, "door", t0 + timedelta(seconds=5)),  # unknown, same device: throttled
+        event(None, "garage", t0 + timedelta(seconds=5)),  # unknown, other device: its own window
+    ]
+    for e in sent:
+        sender.publish(TOPICS.face(e.device_id), e.to_json(), qos=1)
+    assert wait_for(lambda: len(rows(writer)) == 4)
+    got = sorted((r["person"], r["device"]) for r in rows(writer))
+    assert got == [("Alice", "door"), ("Alice", "door"), ("unknown", "door"), ("unknown", "garage")]
+    for r in rows(writer):
+        assert (service.crops_dir / r["crop_path"]).read_bytes()[:2] == b"\xff\xd8"
+        assert r["category"] in ("authorised", "unknown") and isinstance(r["distance"], float)
+    first = min(rows(writer), key=lambda r: r["time"])
+    assert first["time"].startswith(t0.strftime("%Y-%m-%dT%H:%M:%S"))
+    assert service.counters.get("events_throttled") == 2
+
+
+def test_bad_events_are_counted_and_do_not_stop_the_archiver(archiver):
+    service, sender, writer = archiver
+    for payload in (b"{not json", b'{"schema_version": 1}', event("Bob", crop_jpeg_b64="@@@").to_json(), b"\xff" * 10):
+        sender.publish(TOPICS.face("door"), payload, qos=1)
+    assert wait_for(lambda: service.counters.get("events_bad") == 4)
+    sender.publish(TOPICS.face("door"), event("Carol").to_json(), qos=1)
+    assert wait_for(lambda: [r["person"] for r in rows(writer)] == ["Carol"])
+    assert service.counters.get("callback_errors") == 0
+
+
+def test_entries_wait_while_influxdb_is_down_and_arrive_when_it_is_back(tmp_path):
+    """A real influxd stopped under the archiver's writer, then started again on the same port and data."""
+    from facebus.devservers import start_influxd
+    from facebus.stats import Counters
+
+    server = start_influxd(tmp_path / "influx")
+    writer = V1Writer(InfluxSettings(url=server.url, database="restart", timeout_s=2))
+    counters = Counters()
+    batch = BatchWriter(writer, batch_size=10, flush_interval_s=0.05, counters=counters)
+    batch.start()
+    try:
+        server.stop()
+        batch.put("face_entry,person=Dora distance=0.3 1700000000000")
+        assert wait_for(lambda: counters.get("write_errors") >= 1)
+        assert batch.pending() == 1
+        server = start_influxd(tmp_path / "influx", port=server.port)
+        assert wait_for(lambda: counters.get("entries_written") == 1, timeout_s=20)
+        assert [r["person"] for r in rows_all(writer)] == ["Dora"]
+    finally:
+        batch.stop(timeout_s=2)
+        server.stop()
+
+
+def rows_all(writer):
+    body = writer.query('SELECT * FROM "face_entry"')
+    series = body["results"][0].get("series", [])
+    return [dict(zip(s["columns"], v)) for s in series for v in s["values"]]

@@ -1,0 +1,71 @@
+"""The main job end to end, as `make demo` runs it: the Hamilton clip through publisher → Mosquitto → recognizer →
+Mosquitto → archiver → influxd 1.6.7 + crops, every service a separate process over real connections."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+from PIL import Image
+
+from facebus.demo import DEVICE_ID, Pipeline
+from tests.conftest import CLIP, GALLERY
+
+pytestmark = pytest.mark.integration
+
+EXPECTED = {"Lin_Manuel_Miranda": "authorised", "Alex_Lacamoire": "restricted", "Barack_Obama": "authorised"}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    with Pipeline(tmp_path_factory.mktemp("e2e") / "state", str(GALLERY), throttle_s=120) as pipeline:
+        assert pipeline.publish(str(CLIP), speed=0.25) == 0
+        pipeline.wait_quiet()
+        pipeline.stop_archiver()
+        yield pipeline, pipeline.entries()
+
+
+def test_the_three_people_in_the_clip_are_archived_and_nobody_else_is_named(run):
+    _, rows = run
+    named = {row.person: row.category for row in rows if row.person != "unknown"}
+    assert named == EXPECTED
+
+
+def test_one_entry_per_person_per_throttle_window(run):
+    pipeline, rows = run
+    per_person = Counter(row.person for row in rows if row.person != "unknown")
+    assert set(per_person.values()) == {1}
+    events = [json.loads(p) for p in pipeline.faces_seen]
+    lin_events = [e for e in events if e["person"] == "Lin_Manuel_Miranda"]
+    assert len(lin_events) > 5, "Lin is in view for seconds: many events, throttled to one entry"
+
+
+def test_unknown_faces_are_throttled_per_device(run):
+    _, rows = run
+    unknown = [row for row in rows if row.person == "unknown"]
+    assert len(unknown) <= 1
+
+
+def test_entries_carry_device_distance_and_a_crop_that_is_a_jpeg(run):
+    pipeline, rows = run
+    for row in rows:
+        assert row.device == DEVICE_ID
+        assert 0 <= row.distance < 1
+        crop = pipeline.crops_dir / row.crop_path
+        with Image.open(crop) as image:
+            assert image.format == "JPEG" and min(image.size) >= 16
+    assert all(row.distance <= 0.58 for row in rows if row.person != "unknown")
+
+
+def test_events_follow_the_schema_with_boxes_inside_the_frame(run):
+    pipeline, _ = run
+    from facebus.events import FaceEvent
+
+    events = [FaceEvent.model_validate_json(p) for p in pipeline.faces_seen]
+    assert events
+    for event in events:
+        top, right, bottom, left = event.box
+        assert 0 <= top < bottom <= event.frame_height_px and 0 <= left < right <= event.frame_width_px
+        assert (event.frame_width_px, event.frame_height_px) == (640, 360)
+        assert event.recognized_at >= event.captured_at
