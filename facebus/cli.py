@@ -100,7 +100,9 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="facebus", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR [env FACEBUS_LOG_LEVEL]")
+    parser.add_argument(
+        "--log-level", type=str.upper, choices=logsetup.LEVELS, help="default INFO [env FACEBUS_LOG_LEVEL]"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("publisher", help="publish frames from a webcam, stream, video file or image folder")

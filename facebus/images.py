@@ -88,9 +88,11 @@ def crop_jpeg(rgb: np.ndarray, box: Box, max_side_px: int = 160, margin: float =
     top, right, bottom, left = box
     pad_y, pad_x = round((bottom - top) * margin), round((right - left) * margin)
     height, width = rgb.shape[:2]
-    face = rgb[max(0, top - pad_y) : min(height, bottom + pad_y), max(0, left - pad_x) : min(width, right + pad_x)]
-    if face.size == 0:
+    y0, y1 = max(0, top - pad_y), min(height, bottom + pad_y)
+    x0, x1 = max(0, left - pad_x), min(width, right + pad_x)
+    if y1 <= y0 or x1 <= x0:
         raise ImageError(f"box {box} lies outside the {width}x{height} image")
+    face = rgb[y0:y1, x0:x1]
     longest = max(face.shape[:2])
     return encode_jpeg(scale_image(face, max_side_px / longest) if longest > max_side_px else face, quality)
 

@@ -41,8 +41,12 @@ class TextFormatter(logging.Formatter):
         return f"{text} {extras}" if extras else text
 
 
-def setup(level: str = "INFO", json_lines: bool | None = None) -> None:
-    """Configure the root logger once per process. ``json_lines`` None: JSON unless stdout is a terminal."""
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def setup(level: str | None = None, json_lines: bool | None = None) -> None:
+    """Configure the root logger once per process. ``level`` None: ``FACEBUS_LOG_LEVEL``, else INFO (a given level
+    wins over the environment, as flags do). ``json_lines`` None: JSON unless stdout is a terminal."""
     if json_lines is None:
         env = os.environ.get("FACEBUS_LOG_JSON")
         json_lines = env == "1" if env in ("0", "1") else not sys.stdout.isatty()
@@ -50,6 +54,7 @@ def setup(level: str = "INFO", json_lines: bool | None = None) -> None:
     handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(os.environ.get("FACEBUS_LOG_LEVEL", level).upper())
+    chosen = (level or os.environ.get("FACEBUS_LOG_LEVEL") or "INFO").upper()
+    root.setLevel(chosen if chosen in LEVELS else "INFO")
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

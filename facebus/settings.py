@@ -98,6 +98,12 @@ class RecognizerSettings(BaseSettings):
         title="Margin",
         description="The nearest other person must be at least this much farther than the match, else unknown.",
     )
+    refine_jitters: int = Field(
+        5, ge=1, le=100, title="Refine jitters", description="Near misses are encoded again with this many re-samplings (1: off)."
+    )
+    refine_band: float = Field(
+        0.05, ge=0, lt=1, title="Refine band", description="A near miss lies at most this far above the tolerance."
+    )
     detect_max_width_px: int = Field(
         640, ge=160, le=4096, title="Detection width", description="Frames wider are shrunk to this width for detection (px)."
     )

@@ -26,7 +26,7 @@ OFFLINE = "offline"
 
 def validate_device_id(device_id: str) -> str:
     """Return ``device_id`` unchanged, or raise ValueError when it is not 1-64 of ``[A-Za-z0-9_-]`` or is reserved."""
-    if not _DEVICE_ID_RE.match(device_id):
+    if not _DEVICE_ID_RE.fullmatch(device_id):
         raise ValueError(f"device id {device_id!r} must be 1-64 characters of A-Z a-z 0-9 _ -")
     if device_id == SERVICES:
         raise ValueError(f"device id {SERVICES!r} is reserved for the services' own topics")

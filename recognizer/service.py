@@ -13,8 +13,6 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-import numpy as np
-
 from facebus.events import CAPTURE_TIME_PROPERTY, FaceEvent, parse_time, utc_now
 from facebus.images import Box, ImageError, crop_jpeg, decode_jpeg
 from facebus.mqtt import Message, MqttClient
@@ -23,6 +21,7 @@ from facebus.stats import Counters
 from recognizer import faces
 from recognizer.cache import EncodingCache
 from recognizer.gallery import Rejected, load_gallery, open_source
+from recognizer.identify import identify
 from recognizer.matching import GalleryIndex, Match
 from recognizer.slots import LatestSlots
 
@@ -121,10 +120,8 @@ class Recognizer:
         s = self.settings
         rgb = decode_jpeg(frame.jpeg, s.max_frame_bytes, s.max_frame_pixels)
         boxes = faces.detect(rgb, s.detect_max_width_px, s.detect_upsample, s.detect_profiles)
-        encodings = faces.encode(rgb, boxes)
         events = []
-        for i, (box, encoding) in enumerate(zip(boxes, encodings)):
-            match = self.index.match(np.asarray(encoding), s.tolerance, s.margin)
+        for i, (box, match) in enumerate(zip(boxes, identify(rgb, boxes, self.index, s))):
             crop = crop_jpeg(rgb, box, s.crop_max_px)
             events.append(face_event(frame, rgb.shape, box, match, s, crop, i, len(boxes)))
         return events

@@ -1,0 +1,65 @@
+"""Latest-frame-wins back-pressure (recognizer.slots)."""
+
+import threading
+import time
+
+from recognizer.slots import LatestSlots
+
+
+def test_keeps_only_newest_per_key_and_counts_dropped():
+    slots = LatestSlots()
+    assert slots.put("cam1", 1) is False
+    assert slots.put("cam1", 2) is True
+    assert slots.put("cam1", 3) is True
+    assert len(slots) == 1 and slots.dropped == 2
+    assert slots.take(0) == ("cam1", 3)
+    assert len(slots) == 0 and slots.take(0) is None
+
+
+def test_serves_keys_in_arrival_order():
+    slots = LatestSlots()
+    slots.put("cam1", "a1")
+    slots.put("cam2", "b1")
+    slots.put("cam3", "c1")
+    slots.put("cam1", "a2")  # replaced: keeps cam1's place, carries the newest frame
+    assert [slots.take(0) for _ in range(3)] == [("cam1", "a2"), ("cam2", "b1"), ("cam3", "c1")]
+    assert slots.dropped == 1
+
+
+def test_key_taken_then_put_goes_to_the_back():
+    slots = LatestSlots()
+    slots.put("cam1", 1)
+    slots.put("cam2", 1)
+    assert slots.take(0) == ("cam1", 1)
+    slots.put("cam1", 2)
+    assert slots.put("cam1", 3) is True
+    assert [slots.take(0) for _ in range(2)] == [("cam2", 1), ("cam1", 3)]
+
+
+def test_take_times_out_with_none():
+    slots = LatestSlots()
+    started = time.monotonic()
+    assert slots.take(0.05) is None
+    assert 0.04 <= time.monotonic() - started < 0.5
+
+
+def test_take_wakes_when_an_item_arrives():
+    slots = LatestSlots()
+    threading.Timer(0.05, slots.put, ("cam1", "frame")).start()
+    assert slots.take(2.0) == ("cam1", "frame")
+
+
+def test_producer_never_blocks_without_a_consumer():
+    slots = LatestSlots()
+    n = 20_000
+
+    def produce():
+        for i in range(n):
+            slots.put(f"cam{i % 4}", i)
+
+    producer = threading.Thread(target=produce, daemon=True)
+    producer.start()
+    producer.join(0.5)
+    assert not producer.is_alive()
+    assert len(slots) == 4 and slots.dropped == n - 4
+    assert [slots.take(0) for _ in range(4)] == [("cam0", n - 4), ("cam1", n - 3), ("cam2", n - 2), ("cam3", n - 1)]
