@@ -136,6 +136,8 @@ class Pipeline:
     def publish(self, video: str, speed: float, fps_max: float = 5.0, device_id: str = DEVICE_ID) -> int:
         """Run the publisher on ``video`` to the end; returns its exit code."""
         args = ["--source", video, "--device-id", device_id, "--speed", str(speed), "--fps-max", str(fps_max)]
+        if not sys.stderr.isatty():
+            args.append("--no-progress")
         return subprocess.run([sys.executable, "-m", "facebus", "publisher", *args], env=self.env).returncode
 
     def wait_quiet(self, quiet_s: float = 4.0, timeout_s: float = 120.0) -> None:

@@ -20,7 +20,7 @@ EXPECTED = {"Lin_Manuel_Miranda": "authorised", "Alex_Lacamoire": "restricted", 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     with Pipeline(tmp_path_factory.mktemp("e2e") / "state", str(GALLERY), throttle_s=120) as pipeline:
-        assert pipeline.publish(str(CLIP), speed=0.25) == 0
+        assert pipeline.publish(str(CLIP), speed=0.2) == 0
         pipeline.wait_quiet()
         pipeline.stop_archiver()
         yield pipeline, pipeline.entries()
