@@ -15,6 +15,7 @@ import tempfile
 import threading
 import time
 from collections import deque
+from datetime import timedelta
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -122,6 +123,7 @@ class Archiver:
     ) -> None:
         self.crops_dir = Path(crops_dir)
         self.throttle = Throttle(throttle_s)
+        self._admitted = 0
         self.measurement = measurement
         self.batch = batch
         self.counters = counters
@@ -140,6 +142,9 @@ class Archiver:
         if not self.throttle.admit(event):
             self.counters.add("events_throttled")
             return
+        self._admitted += 1
+        if self._admitted % 1000 == 0:  # keys whose window has passed decide nothing any more: bound the memory
+            self.throttle.forget_before(event.captured_at - timedelta(seconds=self.throttle.window_s))
         entry = entry_for(event)
         try:
             save_atomically(self.crops_dir / entry.crop_path, crop)

@@ -18,6 +18,7 @@ import signal
 import sys
 import threading
 
+from dotenv import load_dotenv
 from pydantic import ValidationError
 
 from facebus import log as logsetup
@@ -135,8 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logsetup.setup(args.log_level)
+    # .env also feeds libraries that read only the environment (boto3's AWS_*); variables already set win.
+    load_dotenv(".env", override=False)
     try:
+        logsetup.setup(args.log_level)
         return args.func(args)
     except ValidationError as exc:
         for line in cfg.explain(exc):

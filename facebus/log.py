@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 
 _RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -44,17 +43,17 @@ class TextFormatter(logging.Formatter):
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
-def setup(level: str | None = None, json_lines: bool | None = None) -> None:
-    """Configure the root logger once per process. ``level`` None: ``FACEBUS_LOG_LEVEL``, else INFO (a given level
-    wins over the environment, as flags do). ``json_lines`` None: JSON unless stdout is a terminal."""
-    if json_lines is None:
-        env = os.environ.get("FACEBUS_LOG_JSON")
-        json_lines = env == "1" if env in ("0", "1") else not sys.stdout.isatty()
+def setup(level: str | None = None) -> None:
+    """Configure the root logger once per process: ``level`` (the --log-level flag) wins over ``FACEBUS_LOG_LEVEL``
+    from the environment or ``.env``; JSON lines per ``FACEBUS_LOG_JSON``, by default unless stdout is a terminal."""
+    from facebus.settings import LogSettings
+
+    settings = LogSettings()
+    json_lines = settings.json_lines if settings.json_lines is not None else not sys.stdout.isatty()
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    chosen = (level or os.environ.get("FACEBUS_LOG_LEVEL") or "INFO").upper()
-    root.setLevel(chosen if chosen in LEVELS else "INFO")
+    root.setLevel(level or settings.level)
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

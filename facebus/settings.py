@@ -172,11 +172,35 @@ class ArchiverSettings(BaseSettings):
     )
 
 
+class LogSettings(BaseSettings):
+    """Logging of every service."""
+
+    model_config = _config("FACEBUS_LOG_")
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", title="Log level", description="DEBUG, INFO, WARNING or ERROR."
+    )
+    json_lines: bool | None = Field(
+        None, validation_alias="FACEBUS_LOG_JSON", title="JSON logs",
+        description="1: JSON lines, 0: text; unset: JSON unless stdout is a terminal.",
+    )
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("json_lines", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+
 S = TypeVar("S", bound=BaseSettings)
 
 # Flags of shared concerns carry a prefix (--mqtt-host, --influx-url); a service's own flags have none (--device-id).
-_FLAG_PREFIXES = {"MqttSettings": "mqtt_", "InfluxSettings": "influx_"}
-ALL_SETTINGS = (MqttSettings, PublisherSettings, RecognizerSettings, InfluxSettings, ArchiverSettings)
+_FLAG_PREFIXES = {"MqttSettings": "mqtt_", "InfluxSettings": "influx_", "LogSettings": "log_"}
+ALL_SETTINGS = (MqttSettings, PublisherSettings, RecognizerSettings, InfluxSettings, ArchiverSettings, LogSettings)
 
 
 def _dest(cls: type[BaseSettings], field_name: str) -> str:

@@ -17,7 +17,6 @@ from facebus.events import CAPTURE_TIME_PROPERTY, FaceEvent, parse_time, utc_now
 from facebus.images import Box, ImageError, crop_jpeg, decode_jpeg
 from facebus.mqtt import Message, MqttClient
 from facebus.settings import RecognizerSettings
-from facebus.stats import Counters
 from recognizer import faces
 from recognizer.cache import EncodingCache
 from recognizer.gallery import Rejected, load_gallery, open_source

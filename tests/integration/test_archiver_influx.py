@@ -2,36 +2,27 @@
 
 from __future__ import annotations
 
-import base64
 import threading
+import uuid
 import time
 from datetime import datetime, timedelta, timezone
 
-import numpy as np
 import pytest
 
 from archiver.influx import V1Writer, choose_api, make_writer, server_version
 from archiver.service import Archiver, BatchWriter, run
-from facebus.events import FaceEvent
-from facebus.images import encode_jpeg
 from facebus.mqtt import MqttClient
 from facebus.settings import InfluxSettings, MqttSettings
 from facebus.topics import Topics
+from tests.factories import face_event
 
 pytestmark = pytest.mark.integration
 
 TOPICS = Topics()
-CROP_B64 = base64.b64encode(encode_jpeg(np.full((40, 30, 3), 128, np.uint8))).decode()
 
 
 def event(person, device="door", at=None, **kw):
-    at = at or datetime.now(timezone.utc)
-    fields = dict(
-        device_id=device, captured_at=at, recognized_at=at, person=person,
-        category="authorised" if person else "unknown", distance=0.4 if person else 0.7, tolerance=0.58,
-        box=(10, 40, 50, 10), frame_width_px=640, frame_height_px=360, crop_jpeg_b64=CROP_B64,
-    )
-    return FaceEvent(**(fields | kw))
+    return face_event(person, device, at or datetime.now(timezone.utc), event_id=uuid.uuid4().hex, **kw)
 
 
 def test_auto_detection_picks_the_v1_api_for_influxdb_1_6(influxd):
@@ -69,8 +60,8 @@ def wait_for(predicate, timeout_s=10.0):
     return predicate()
 
 
-def rows(writer):
-    body = writer.query('SELECT * FROM "face_entry" WHERE time > now() - 7d')
+def rows(writer, where="WHERE time > now() - 7d"):
+    body = writer.query(f'SELECT * FROM "face_entry" {where}')
     series = body["results"][0].get("series", [])
     return [dict(zip(s["columns"], v)) for s in series for v in s["values"]]
 
@@ -126,13 +117,8 @@ def test_entries_wait_while_influxdb_is_down_and_arrive_when_it_is_back(tmp_path
         assert batch.pending() == 1
         server = start_influxd(tmp_path / "influx", port=server.port)
         assert wait_for(lambda: counters.get("entries_written") == 1, timeout_s=20)
-        assert [r["person"] for r in rows_all(writer)] == ["Dora"]
+        assert [r["person"] for r in rows(writer, where="")] == ["Dora"]
     finally:
         batch.stop(timeout_s=2)
         server.stop()
 
-
-def rows_all(writer):
-    body = writer.query('SELECT * FROM "face_entry"')
-    series = body["results"][0].get("series", [])
-    return [dict(zip(s["columns"], v)) for s in series for v in s["values"]]

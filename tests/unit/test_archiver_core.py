@@ -6,28 +6,14 @@ import pytest
 
 from archiver.core import Throttle, crop_path, entry_for, point_for, sanitise
 from facebus.events import Category, FaceEvent
+from tests.factories import face_event
 
 UTC = timezone.utc
 T0 = datetime(2026, 11, 22, 8, 1, 2, 345678, tzinfo=UTC)
 
 
 def make(person="Alice", device="cam1", at=T0, **overrides) -> FaceEvent:
-    fields = dict(
-        event_id="0123456789abcdef",
-        device_id=device,
-        captured_at=at,
-        recognized_at=at,
-        person=person,
-        category=Category.authorised if person else Category.unknown,
-        distance=0.25,
-        tolerance=0.58,
-        box=(1, 2, 3, 0),
-        frame_width_px=10,
-        frame_height_px=10,
-        crop_jpeg_b64="/9j/",
-    )
-    fields.update(overrides)
-    return FaceEvent(**fields)
+    return face_event(person, device, at, **({"distance": 0.25, "crop_jpeg_b64": "/9j/"} | overrides))
 
 
 def s(seconds: float) -> datetime:

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from archiver.service import Archiver, decode_crop, save_atomically
-from facebus.events import Category, FaceEvent
 from facebus.images import encode_jpeg
 from facebus.mqtt import Message
 from facebus.stats import Counters
+from tests.factories import face_event
 
 T0 = datetime(2026, 11, 22, 8, 1, 2, 345000, tzinfo=timezone.utc)
 JPEG = encode_jpeg(np.full((16, 12, 3), 200, np.uint8))
@@ -27,22 +27,8 @@ class RecordingBatch:
 
 
 def event_json(person="Alice", device="cam1", at=T0, crop=JPEG, **overrides) -> bytes:
-    fields = dict(
-        event_id="abcdef0123456789",
-        device_id=device,
-        captured_at=at,
-        recognized_at=at,
-        person=person,
-        category=Category.authorised if person else Category.unknown,
-        distance=0.25,
-        tolerance=0.58,
-        box=(1, 2, 3, 0),
-        frame_width_px=10,
-        frame_height_px=10,
-        crop_jpeg_b64=base64.b64encode(crop).decode(),
-    )
-    fields.update(overrides)
-    return FaceEvent(**fields).to_json()
+    overrides = {"event_id": "abcdef0123456789", "distance": 0.25, "crop_jpeg_b64": base64.b64encode(crop).decode()} | overrides
+    return face_event(person, device, at, **overrides).to_json()
 
 
 @pytest.fixture

@@ -1,0 +1,33 @@
+"""Builders shared by the tests."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime, timezone
+
+import numpy as np
+
+from facebus.events import Category, FaceEvent
+from facebus.images import encode_jpeg
+
+T0 = datetime(2026, 11, 22, 8, 1, 2, 345678, tzinfo=timezone.utc)
+JPEG = encode_jpeg(np.full((16, 12, 3), 200, np.uint8))
+
+
+def face_event(person: str | None = "Alice", device: str = "cam1", at: datetime = T0, **overrides) -> FaceEvent:
+    """A valid FaceEvent (a real JPEG crop); ``overrides`` replace any field."""
+    fields = dict(
+        event_id="0123456789abcdef",
+        device_id=device,
+        captured_at=at,
+        recognized_at=at,
+        person=person,
+        category=Category.authorised if person else Category.unknown,
+        distance=0.25 if person else 0.7,
+        tolerance=0.58,
+        box=(1, 2, 3, 0),
+        frame_width_px=10,
+        frame_height_px=10,
+        crop_jpeg_b64=base64.b64encode(JPEG).decode(),
+    )
+    return FaceEvent(**(fields | overrides))
