@@ -108,3 +108,45 @@ def point_for(entry: Entry, measurement: str = "face_entry") -> Point:
         .field("crop_path", entry.crop_path)
         .time(entry.time, WritePrecision.MS)
     )
+
+
+STATS_SCHEMA_VERSION = 1
+
+
+def stats_points(message: dict, time: datetime) -> list[Point]:
+    """InfluxDB points of one stats message (docs/metrics.md)::
+
+        {"schema_version": 1, "service": "recognizer", "interval_s": 10.0,
+         "service_stats": {"queue_depth": 0, ...}, "devices": {"door": {"frames_in": 3, ...}}}
+
+    → one ``service_stats`` point (tag service) and one ``device_stats`` point per device (tag device, plus
+    ``fps`` = frames_in / interval_s). Raises ValueError for a message of another shape or version.
+    """
+    if not isinstance(message, dict) or message.get("schema_version") != STATS_SCHEMA_VERSION:
+        raise ValueError("not a version 1 stats message")
+    service, interval_s = message.get("service"), message.get("interval_s")
+    if not isinstance(service, str) or not isinstance(interval_s, int | float) or interval_s <= 0:
+        raise ValueError("stats message needs a service name and a positive interval_s")
+    points = [_fields(Point("service_stats").tag("service", service), message.get("service_stats", {}), interval_s)]
+    for device, counts in (message.get("devices") or {}).items():
+        point = _fields(Point("device_stats").tag("device", str(device)), counts, interval_s)
+        points.append(point.field("fps", float(counts.get("frames_in", 0)) / interval_s))
+    return [p.time(time, WritePrecision.MS) for p in points]
+
+
+def _fields(point: Point, values: dict, interval_s: float) -> Point:
+    if not isinstance(values, dict):
+        raise ValueError("stats values must be an object")
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"stats value {name!r} is not a number")
+        point.field(str(name), value)
+    return point.field("interval_s", float(interval_s))
+
+
+def availability_point(device: str, payload: bytes, time: datetime) -> Point:
+    """``device_availability`` point: field online 1 for ``online``, 0 for ``offline``; ValueError otherwise."""
+    state = payload.decode(errors="replace").strip()
+    if state not in ("online", "offline"):
+        raise ValueError(f"availability {state[:20]!r} is neither online nor offline")
+    return Point("device_availability").tag("device", device).field("online", int(state == "online")).time(time, WritePrecision.MS)

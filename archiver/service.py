@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import logging
 import os
 import tempfile
@@ -20,11 +21,12 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from archiver.core import Throttle, entry_for, point_for
+from archiver.core import Throttle, availability_point, entry_for, point_for, stats_points
 from archiver.influx import InfluxError, LineWriter
-from facebus.events import FaceEvent
+from facebus.events import FaceEvent, utc_now
 from facebus.mqtt import Message, MqttClient
-from facebus.stats import Counters
+from facebus.stats import Counters, split_by_device
+from facebus.topics import Topics
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +121,16 @@ class Archiver:
     """Face events → throttle → crop file + InfluxDB entry."""
 
     def __init__(
-        self, crops_dir: Path, throttle_s: float, measurement: str, batch: BatchWriter, counters: Counters
+        self,
+        crops_dir: Path,
+        throttle_s: float,
+        measurement: str,
+        batch: BatchWriter,
+        counters: Counters,
+        topics: Topics = Topics(),
     ) -> None:
         self.crops_dir = Path(crops_dir)
+        self.topics = topics
         self.throttle = Throttle(throttle_s)
         self._admitted = 0
         self.measurement = measurement
@@ -159,24 +168,58 @@ class Archiver:
         )
 
 
+    def handle_stats(self, message: Message) -> None:
+        """Write a service's stats message (docs/metrics.md) as InfluxDB points; a bad one is logged and counted."""
+        try:
+            points = stats_points(json.loads(message.payload), utc_now())
+        except ValueError as exc:  # json.JSONDecodeError is a ValueError
+            self.counters.add("stats_bad")
+            log.warning("bad stats message on %s: %s", message.topic, exc, extra={"topic": message.topic})
+            return
+        for point in points:
+            self.batch.put(point.to_line_protocol())
+
+    def handle_availability(self, message: Message) -> None:
+        """Record a device going online or offline as a ``device_availability`` point."""
+        try:
+            point = availability_point(self.topics.device_of(message.topic), message.payload, utc_now())
+        except ValueError as exc:
+            self.counters.add("availability_bad")
+            log.warning("bad availability on %s: %s", message.topic, exc, extra={"topic": message.topic})
+            return
+        self.batch.put(point.to_line_protocol())
+
+    def stats_message(self, interval_s: float) -> dict:
+        """The archiver's own figures of the last interval, in the stats message shape."""
+        service, _ = split_by_device(self.counters.deltas())
+        names = ("events_in", "events_bad", "events_throttled", "entries_written", "write_errors")
+        figures = {name: service.get(name, 0) for name in names} | {"pending": self.batch.pending()}
+        return {"schema_version": 1, "service": "archiver", "interval_s": interval_s, "service_stats": figures}
+
+
 def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err.get("loc", ())) or "payload"
     return f"{where}: {err['msg']} ({exc.error_count()} error(s))"
 
 
-def run(mqtt: MqttClient, archiver: Archiver, stop: threading.Event, stats_interval_s: float = 60.0) -> None:
-    """Subscribe, run until ``stop`` is set, then flush and disconnect."""
+def run(mqtt: MqttClient, archiver: Archiver, stop: threading.Event, stats_interval_s: float = 10.0) -> None:
+    """Subscribe, run until ``stop`` is set, then flush and disconnect. Every ``stats_interval_s`` the archiver's own
+    figures go to InfluxDB beside those the other services publish."""
     mqtt.subscribe(mqtt.topics.all_faces, archiver.handle, qos=1)
+    mqtt.subscribe(mqtt.topics.all_service_stats, archiver.handle_stats, qos=0)
+    mqtt.subscribe(mqtt.topics.all_device_availability, archiver.handle_availability, qos=1)
     archiver.batch.start()
     mqtt.start()
     last_stats = time.monotonic()
     try:
         while not stop.wait(0.5):
-            if time.monotonic() - last_stats >= stats_interval_s:
+            elapsed_s = time.monotonic() - last_stats
+            if elapsed_s >= stats_interval_s:
                 last_stats = time.monotonic()
-                log.info("stats %s", archiver.counters.snapshot())
+                for point in stats_points(archiver.stats_message(round(elapsed_s, 3)), utc_now()):
+                    archiver.batch.put(point.to_line_protocol())
     finally:
         mqtt.stop()
         archiver.batch.stop()
-        log.info("archiver stopped; stats %s", archiver.counters.snapshot())
+        log.info("archiver stopped; totals %s", archiver.counters.snapshot())

@@ -62,7 +62,7 @@ def cmd_recognizer(args: argparse.Namespace) -> int:
         log.error("cannot load the gallery from %s: %s", settings.gallery, exc)
         return 1
     mqtt = MqttClient(mqtt_settings, Topics(mqtt_settings.topic_prefix).service_availability("recognizer"), "recognizer")
-    Recognizer(settings, mqtt, index).run(_stop_on_signals())
+    Recognizer(settings, mqtt, index).run(_stop_on_signals(), cfg.load(cfg.StatsSettings, args).interval_s)
     return 0
 
 
@@ -80,8 +80,8 @@ def cmd_archiver(args: argparse.Namespace) -> int:
         return 1
     mqtt = MqttClient(mqtt_settings, Topics(mqtt_settings.topic_prefix).service_availability("archiver"), "archiver")
     batch = BatchWriter(writer, settings.batch_size, settings.flush_interval_s, mqtt.counters)
-    archiver = Archiver(settings.crops_dir, settings.throttle_s, settings.measurement, batch, mqtt.counters)
-    run(mqtt, archiver, _stop_on_signals())
+    archiver = Archiver(settings.crops_dir, settings.throttle_s, settings.measurement, batch, mqtt.counters, mqtt.topics)
+    run(mqtt, archiver, _stop_on_signals(), cfg.load(cfg.StatsSettings, args).interval_s)
     writer.close()
     return 0
 
@@ -113,11 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("recognizer", help="name the faces in every device's frames and publish face events")
     cfg.add_arguments(p, cfg.RecognizerSettings)
+    cfg.add_arguments(p, cfg.StatsSettings)
     cfg.add_arguments(p, cfg.MqttSettings)
     p.set_defaults(func=cmd_recognizer)
 
     p = sub.add_parser("archiver", help="write throttled face entries to InfluxDB and keep their crops")
     cfg.add_arguments(p, cfg.ArchiverSettings)
+    cfg.add_arguments(p, cfg.StatsSettings)
     cfg.add_arguments(p, cfg.InfluxSettings)
     cfg.add_arguments(p, cfg.MqttSettings)
     p.set_defaults(func=cmd_archiver)

@@ -172,6 +172,16 @@ class ArchiverSettings(BaseSettings):
     )
 
 
+class StatsSettings(BaseSettings):
+    """Health metrics of the services (docs/metrics.md)."""
+
+    model_config = _config("FACEBUS_STATS_")
+
+    interval_s: float = Field(
+        10.0, ge=1, le=3600, title="Stats interval", description="Seconds between health metric reports."
+    )
+
+
 class LogSettings(BaseSettings):
     """Logging of every service."""
 
@@ -199,8 +209,8 @@ class LogSettings(BaseSettings):
 S = TypeVar("S", bound=BaseSettings)
 
 # Flags of shared concerns carry a prefix (--mqtt-host, --influx-url); a service's own flags have none (--device-id).
-_FLAG_PREFIXES = {"MqttSettings": "mqtt_", "InfluxSettings": "influx_", "LogSettings": "log_"}
-ALL_SETTINGS = (MqttSettings, PublisherSettings, RecognizerSettings, InfluxSettings, ArchiverSettings, LogSettings)
+_FLAG_PREFIXES = {"MqttSettings": "mqtt_", "InfluxSettings": "influx_", "LogSettings": "log_", "StatsSettings": "stats_"}
+ALL_SETTINGS = (MqttSettings, PublisherSettings, RecognizerSettings, InfluxSettings, ArchiverSettings, LogSettings, StatsSettings)
 
 
 def _dest(cls: type[BaseSettings], field_name: str) -> str:

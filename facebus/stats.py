@@ -1,9 +1,14 @@
-"""Thread-safe counters every service keeps (frames in, dropped, errors, ...), logged periodically."""
+"""Thread-safe counters every service keeps (frames in, dropped, errors, ...), reported per interval.
+
+Counter names are ``<name>`` for the whole service and ``<name>/<device>`` per device (see docs/metrics.md).
+"""
 
 from __future__ import annotations
 
 import threading
-from collections import Counter
+from collections import Counter, deque
+
+import numpy as np
 
 
 class Counters:
@@ -12,6 +17,7 @@ class Counters:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
+        self._reported: Counter[str] = Counter()
 
     def add(self, name: str, amount: int = 1) -> None:
         with self._lock:
@@ -24,3 +30,43 @@ class Counters:
     def snapshot(self) -> dict[str, int]:
         with self._lock:
             return dict(self._counts)
+
+    def deltas(self) -> dict[str, int]:
+        """Counts added since the previous call (every counter that exists, zeros included)."""
+        with self._lock:
+            delta = {name: count - self._reported[name] for name, count in self._counts.items()}
+            self._reported = Counter(self._counts)
+            return delta
+
+
+class Samples:
+    """A bounded window of measurements (e.g. latencies in ms), drained once per interval."""
+
+    def __init__(self, max_samples: int = 10_000) -> None:
+        self._lock = threading.Lock()
+        self._values: deque[float] = deque(maxlen=max_samples)
+
+    def add(self, value: float) -> None:
+        with self._lock:
+            self._values.append(value)
+
+    def drain_percentiles(self, *percentiles: float) -> dict[float, float] | None:
+        """The given percentiles (0-100) of the values since the last drain, or None when there were none."""
+        with self._lock:
+            values, self._values = list(self._values), deque(maxlen=self._values.maxlen)
+        if not values:
+            return None
+        return dict(zip(percentiles, (float(v) for v in np.percentile(values, percentiles))))
+
+
+def split_by_device(deltas: dict[str, int]) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+    """``{"frames_in": 3, "frames_in/door": 2, "frames_in/gate": 1}`` → (service-wide counts, counts per device)."""
+    service: dict[str, int] = {}
+    devices: dict[str, dict[str, int]] = {}
+    for key, value in deltas.items():
+        name, _, device = key.partition("/")
+        if device:
+            devices.setdefault(device, {})[name] = value
+        else:
+            service[key] = value
+    return service, devices

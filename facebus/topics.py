@@ -6,6 +6,7 @@ Layout follows the zigbee2mqtt / Home Assistant convention ``<prefix>/<device_id
     <prefix>/<device_id>/face                   one JSON FaceEvent per face, QoS 1, not retained
     <prefix>/<device_id>/availability           "online" (retained) / "offline" (last will, retained)
     <prefix>/services/<service>/availability    same, for recognizer, archiver, ...
+    <prefix>/services/<service>/stats           per-interval figures, JSON, QoS 0, not retained
 
 ``services`` is reserved: no camera may use it as its device id.
 """
@@ -62,6 +63,19 @@ class Topics:
 
     def service_availability(self, service: str) -> str:
         return f"{self.prefix}/{SERVICES}/{service}/availability"
+
+    def service_stats(self, service: str) -> str:
+        """Per-interval figures of a service (JSON, QoS 0, not retained; docs/metrics.md)."""
+        return f"{self.prefix}/{SERVICES}/{service}/stats"
+
+    @property
+    def all_service_stats(self) -> str:
+        return f"{self.prefix}/{SERVICES}/+/stats"
+
+    @property
+    def all_device_availability(self) -> str:
+        """Subscription filter for every device's availability (the services' own are one level deeper)."""
+        return f"{self.prefix}/+/availability"
 
     @property
     def all_frames(self) -> str:

@@ -7,6 +7,7 @@ its device's latest-frame-wins slot; one worker thread decodes, detects, encodes
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import threading
 import time
@@ -17,6 +18,7 @@ from facebus.events import CAPTURE_TIME_PROPERTY, FaceEvent, parse_time, utc_now
 from facebus.images import Box, ImageError, crop_jpeg, decode_jpeg
 from facebus.mqtt import Message, MqttClient
 from facebus.settings import RecognizerSettings
+from facebus.stats import Samples, split_by_device
 from recognizer import faces
 from recognizer.cache import EncodingCache
 from recognizer.gallery import Rejected, load_gallery, open_source
@@ -83,6 +85,7 @@ class Recognizer:
         self.index = index
         self.counters = mqtt.counters
         self.slots: LatestSlots[Frame] = LatestSlots()
+        self.latency_ms = Samples()
 
     # -- MQTT thread -----------------------------------------------------------------------------------------------
 
@@ -109,8 +112,10 @@ class Recognizer:
                 captured_at = parse_time(stamp)
             except ValueError:
                 self.counters.add("frames_bad_capture_time")
+        self.counters.add(f"frames_in/{device_id}")
         if self.slots.put(device_id, Frame(message.topic, device_id, message.payload, captured_at)):
             self.counters.add("frames_dropped")
+            self.counters.add(f"frames_dropped/{device_id}")
 
     # -- worker thread ---------------------------------------------------------------------------------------------
 
@@ -139,7 +144,10 @@ class Recognizer:
             log.warning("frame on %s rejected: %s", frame.topic, exc, extra={"topic": frame.topic})
             return True
         self.counters.add("frames_processed")
+        self.counters.add(f"frames_processed/{frame.device_id}")
+        self.latency_ms.add((utc_now() - frame.captured_at).total_seconds() * 1000)
         for event in events:
+            self.counters.add(f"faces/{frame.device_id}")
             self.mqtt.publish(self.mqtt.topics.face(frame.device_id), event.to_json(), qos=1)
             self.counters.add("faces_" + event.category.value)
             log.info(
@@ -151,8 +159,24 @@ class Recognizer:
             )
         return True
 
-    def run(self, stop: threading.Event, stats_interval_s: float = 60.0) -> None:
-        """Subscribe to every device's frames and process them until ``stop`` is set."""
+    def stats_message(self, interval_s: float) -> dict:
+        """The figures of the last interval, as published on ``<prefix>/services/recognizer/stats``."""
+        service, devices = split_by_device(self.counters.deltas())
+        figures = {
+            "queue_depth": len(self.slots),
+            "gallery_people": len(self.index.people),
+            "gallery_images": len(self.index),
+            "frames_bad": service.get("frames_bad", 0),
+        }
+        latency = self.latency_ms.drain_percentiles(50, 99)
+        if latency:
+            figures |= {"latency_p50_ms": latency[50], "latency_p99_ms": latency[99]}
+        return {"schema_version": 1, "service": "recognizer", "interval_s": interval_s,
+                "service_stats": figures, "devices": devices}
+
+    def run(self, stop: threading.Event, stats_interval_s: float = 10.0) -> None:
+        """Subscribe to every device's frames and process them until ``stop`` is set; publish the stats every
+        ``stats_interval_s``."""
         self.mqtt.subscribe(self.mqtt.topics.all_frames, self.on_frame, qos=0)
         self.mqtt.start()
         last_stats = time.monotonic()
@@ -163,9 +187,12 @@ class Recognizer:
                 except Exception:  # noqa: BLE001 - one bad frame must not stop the service
                     self.counters.add("worker_errors")
                     log.exception("unexpected error while processing a frame")
-                if time.monotonic() - last_stats >= stats_interval_s:
+                elapsed_s = time.monotonic() - last_stats
+                if elapsed_s >= stats_interval_s:
                     last_stats = time.monotonic()
-                    log.info("stats %s", self.counters.snapshot())
+                    message = self.stats_message(round(elapsed_s, 3))
+                    self.mqtt.publish(self.mqtt.topics.service_stats("recognizer"), json.dumps(message), qos=0)
+                    log.debug("stats %s", message)
         finally:
             self.mqtt.stop()
-            log.info("recognizer stopped; stats %s", self.counters.snapshot())
+            log.info("recognizer stopped; totals %s", self.counters.snapshot())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 import time
@@ -41,7 +42,7 @@ def archiver(mosquitto, influxd, tmp_path):
     batch = BatchWriter(writer, batch_size=100, flush_interval_s=0.2, counters=mqtt.counters)
     service = Archiver(tmp_path / "crops", throttle_s=120, measurement="face_entry", batch=batch, counters=mqtt.counters)
     stop = threading.Event()
-    thread = threading.Thread(target=run, args=(mqtt, service, stop), daemon=True)
+    thread = threading.Thread(target=run, args=(mqtt, service, stop, 1.0), daemon=True)
     thread.start()
     assert mqtt.wait_connected(10)
     sender = MqttClient(MqttSettings(port=mosquitto.port), TOPICS.service_availability("test-sender"), "sender")
@@ -122,3 +123,26 @@ def test_entries_wait_while_influxdb_is_down_and_arrive_when_it_is_back(tmp_path
         batch.stop(timeout_s=2)
         server.stop()
 
+
+
+def test_stats_and_availability_messages_become_metrics(archiver):
+    service, sender, writer = archiver
+    stats = {"schema_version": 1, "service": "recognizer", "interval_s": 2.0,
+             "service_stats": {"queue_depth": 0, "gallery_people": 22, "latency_p50_ms": 80.0},
+             "devices": {"door": {"frames_in": 10, "frames_dropped": 4, "frames_processed": 6, "faces": 6}}}
+    sender.publish(TOPICS.service_stats("recognizer"), json.dumps(stats))
+    sender.publish(TOPICS.service_stats("recognizer"), b"{broken")
+    sender.publish(TOPICS.device_availability("door"), b"online", qos=1, retain=True)
+
+    def query(q):
+        series = writer.query(q)["results"][0].get("series", [])
+        return [dict(zip(s["columns"], v)) for s in series for v in s["values"]]
+
+    assert wait_for(lambda: query('SELECT fps, frames_dropped FROM device_stats WHERE device = \'door\''))
+    (row,) = query("SELECT fps, frames_dropped FROM device_stats WHERE device = 'door'")
+    assert row["fps"] == 5.0 and row["frames_dropped"] == 4
+    assert query("SELECT gallery_people FROM service_stats WHERE service = 'recognizer'")[0]["gallery_people"] == 22
+    assert wait_for(lambda: query("SELECT online FROM device_availability WHERE device = 'door'"))
+    assert query("SELECT last(online) FROM device_availability WHERE device = 'door'")[0]["last"] == 1
+    assert service.counters.get("stats_bad") == 1
+    sender.publish(TOPICS.device_availability("door"), b"", qos=1, retain=True)  # clear the retained message
