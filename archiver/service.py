@@ -15,7 +15,7 @@ import os
 import tempfile
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from datetime import timedelta
 from pathlib import Path
 
@@ -59,11 +59,15 @@ def decode_crop(crop_jpeg_b64: str) -> bytes:
 
 
 class BatchWriter:
-    """Queues line-protocol lines and writes them from one thread, in batches, retrying while InfluxDB is down."""
+    """Queues line-protocol lines and writes them from one thread, in batches, retrying while InfluxDB is down.
+
+    Each line carries the name of the counter its successful write bumps (``entries_written`` for face entries,
+    ``metrics_written`` for health metrics), so the two are reported apart.
+    """
 
     def __init__(self, writer: LineWriter, batch_size: int, flush_interval_s: float, counters: Counters) -> None:
         self.writer, self.batch_size, self.flush_interval_s, self.counters = writer, batch_size, flush_interval_s, counters
-        self._pending: deque[str] = deque()
+        self._pending: deque[tuple[str, str]] = deque()
         self._cond = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="influx-writer", daemon=True)
@@ -71,12 +75,12 @@ class BatchWriter:
     def start(self) -> None:
         self._thread.start()
 
-    def put(self, line: str) -> None:
+    def put(self, line: str, counter: str = "entries_written") -> None:
         with self._cond:
             if len(self._pending) >= MAX_PENDING:
-                self._pending.popleft()
-                self.counters.add("entries_dropped")
-            self._pending.append(line)
+                _, dropped = self._pending.popleft()
+                self.counters.add(dropped.replace("_written", "_dropped"))
+            self._pending.append((line, counter))
             if len(self._pending) >= self.batch_size:
                 self._cond.notify()
 
@@ -103,7 +107,7 @@ class BatchWriter:
             if not batch:
                 continue
             try:
-                self.writer.write(batch)
+                self.writer.write([line for line, _ in batch])
             except InfluxError as exc:
                 self.counters.add("write_errors")
                 backoff_s = min(30.0, max(1.0, backoff_s * 2))
@@ -115,7 +119,8 @@ class BatchWriter:
             with self._cond:
                 for _ in batch:
                     self._pending.popleft()
-            self.counters.add("entries_written", len(batch))
+            for counter, count in Counter(counter for _, counter in batch).items():
+                self.counters.add(counter, count)
 
 
 class Archiver:
@@ -178,7 +183,7 @@ class Archiver:
             log.warning("bad stats message on %s: %s", message.topic, exc, extra={"topic": message.topic})
             return
         for point in points:
-            self.batch.put(point.to_line_protocol())
+            self.batch.put(point.to_line_protocol(), "metrics_written")
 
     def handle_availability(self, message: Message) -> None:
         """Record a device going online or offline as a ``device_availability`` point."""
@@ -188,12 +193,12 @@ class Archiver:
             self.counters.add("availability_bad")
             log.warning("bad availability on %s: %s", message.topic, exc, extra={"topic": message.topic})
             return
-        self.batch.put(point.to_line_protocol())
+        self.batch.put(point.to_line_protocol(), "metrics_written")
 
     def stats_message(self, interval_s: float) -> dict:
         """The archiver's own figures of the last interval, in the stats message shape."""
         service, _ = split_by_device(self.counters.deltas())
-        names = ("events_in", "events_bad", "events_throttled", "entries_written", "write_errors")
+        names = ("events_in", "events_bad", "events_throttled", "entries_written", "metrics_written", "write_errors")
         figures = {name: service.get(name, 0) for name in names} | {"pending": self.batch.pending()}
         return {"schema_version": 1, "service": "archiver", "interval_s": interval_s, "service_stats": figures}
 
@@ -219,7 +224,7 @@ def run(mqtt: MqttClient, archiver: Archiver, stop: threading.Event, stats_inter
             if elapsed_s >= stats_interval_s:
                 last_stats = time.monotonic()
                 for point in stats_points(archiver.stats_message(round(elapsed_s, 3)), utc_now()):
-                    archiver.batch.put(point.to_line_protocol())
+                    archiver.batch.put(point.to_line_protocol(), "metrics_written")
     finally:
         mqtt.stop()
         archiver.batch.stop()

@@ -4,6 +4,7 @@
     facebus recognizer [--gallery DIR|s3://bucket/prefix] [--tolerance 0.58] ...
     facebus archiver [--influx-url URL] [--crops-dir DIR] ...
     facebus demo        the whole pipeline on the bundled clip, with private Mosquitto and InfluxDB
+    facebus grafana push --url URL --token TOKEN     datasource + dashboards to a running Grafana
     facebus schema      print the face-event JSON Schema (docs/schemas/face-event.v1.json)
 
 Every flag also reads from its environment variable (shown in --help) and from ``.env``; flags win.
@@ -92,6 +93,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo.main(args)
 
 
+def cmd_grafana(args: argparse.Namespace) -> int:
+    from facebus import grafana
+
+    return grafana.main(args)
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from facebus.events import json_schema_text
 
@@ -128,8 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state-dir", default=".state/demo", help="where the demo's servers keep their data and crops")
     p.add_argument("--video", default="samples/faces-dev/video/short_hamilton_clip.mp4")
     p.add_argument("--gallery", default="samples/gallery")
-    p.add_argument("--speed", type=float, default=0.2, help="playback speed of the clip (1 = real time)")
+    p.add_argument("--speed", type=float, default=0.1, help="playback speed of the clip (1 = real time)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("grafana", help="push the InfluxDB datasource and the dashboards to a running Grafana")
+    from facebus import grafana
+
+    grafana.add_arguments(p)
+    p.set_defaults(func=cmd_grafana)
 
     p = sub.add_parser("schema", help="print the face-event JSON Schema")
     p.set_defaults(func=cmd_schema)

@@ -62,3 +62,22 @@ def s3_env(seaweedfs, monkeypatch):
                 raise
             time.sleep(0.2)
 
+
+
+DEMO_SPEED = 0.1  # slow enough that the recognizer sees each 2-s shot of the clip in ~10 processed frames
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """The Hamilton clip once through the whole pipeline as `make demo` runs it (separate processes, real Mosquitto
+    and influxd); shared by the end-to-end and the Grafana query tests. Yields (pipeline, time the run ended)."""
+    from datetime import datetime, timezone
+
+    from facebus.demo import Pipeline
+
+    with Pipeline(tmp_path_factory.mktemp("demo") / "state", str(GALLERY),
+                  extra_env={"FACEBUS_STATS_INTERVAL_S": "2"}) as pipeline:
+        assert pipeline.publish(str(CLIP), speed=DEMO_SPEED) == 0
+        pipeline.wait_quiet()
+        pipeline.stop_archiver()
+        yield pipeline, datetime.now(timezone.utc)

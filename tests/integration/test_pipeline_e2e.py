@@ -9,8 +9,7 @@ from collections import Counter
 import pytest
 from PIL import Image
 
-from facebus.demo import DEVICE_ID, Pipeline
-from tests.conftest import CLIP, GALLERY
+from facebus.demo import DEVICE_ID
 
 pytestmark = pytest.mark.integration
 
@@ -18,12 +17,9 @@ EXPECTED = {"Lin_Manuel_Miranda": "authorised", "Alex_Lacamoire": "restricted", 
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    with Pipeline(tmp_path_factory.mktemp("e2e") / "state", str(GALLERY), throttle_s=120) as pipeline:
-        assert pipeline.publish(str(CLIP), speed=0.2) == 0
-        pipeline.wait_quiet()
-        pipeline.stop_archiver()
-        yield pipeline, pipeline.entries()
+def run(demo_run):
+    pipeline, _ = demo_run
+    return pipeline, pipeline.entries()
 
 
 def test_the_three_people_in_the_clip_are_archived_and_nobody_else_is_named(run):
