@@ -55,15 +55,15 @@ def cmd_publisher(args: argparse.Namespace) -> int:
 def cmd_recognizer(args: argparse.Namespace) -> int:
     mqtt_settings, settings = cfg.load(cfg.MqttSettings, args), cfg.load(cfg.RecognizerSettings, args)
     from facebus.mqtt import MqttClient
-    from recognizer.service import Recognizer, load_index
+    from recognizer.service import Recognizer, open_gallery
 
     try:
-        index, _ = load_index(settings)
-    except Exception as exc:  # noqa: BLE001 - any listing failure (missing folder, S3 down) ends start-up clearly
-        log.error("cannot load the gallery from %s: %s", settings.gallery, exc)
+        gallery = open_gallery(settings)
+    except ValueError as exc:  # e.g. "s3://" without a bucket
+        log.error("%s", exc)
         return 1
     mqtt = MqttClient(mqtt_settings, Topics(mqtt_settings.topic_prefix).service_availability("recognizer"), "recognizer")
-    Recognizer(settings, mqtt, index).run(_stop_on_signals(), cfg.load(cfg.StatsSettings, args).interval_s)
+    Recognizer(settings, mqtt, gallery).run(_stop_on_signals(), cfg.load(cfg.StatsSettings, args).interval_s)
     return 0
 
 

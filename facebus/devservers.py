@@ -133,20 +133,23 @@ bind-address = "127.0.0.1:{free_port()}"
     return server
 
 
-def start_seaweedfs(state_dir: Path, bucket: str, access_key: str, secret_key: str) -> Server:
-    """SeaweedFS ``weed mini`` (a real S3 server with SigV4) with every port explicit and free; creates ``bucket``."""
+def start_seaweedfs(
+    state_dir: Path, bucket: str, access_key: str, secret_key: str, ports: dict[str, int] | None = None
+) -> Server:
+    """SeaweedFS ``weed mini`` (a real S3 server with SigV4) with every port explicit and free; creates ``bucket``.
+    ``ports`` (a stopped server's ``extra["ports"]``) restarts it on the same ports and data."""
     state_dir.mkdir(parents=True, exist_ok=True)
     names = ["master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc",
              "s3.port", "s3.port.grpc", "s3.port.iceberg", "s3.port.lance", "metricsPort", "debug.port",
              "admin.port", "admin.port.grpc"]
-    ports = {name: free_port() for name in names}
+    ports = ports or {name: free_port() for name in names}
     args = [_binary("weed"), "mini", f"-dir={state_dir.resolve()}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             *(f"-{name}={port}" for name, port in ports.items()),
             "-webdav=false", "-admin.ui=false", "-master.telemetry=false", f"-bucket={bucket}"]
     env = dict(os.environ, AWS_ACCESS_KEY_ID=access_key, AWS_SECRET_ACCESS_KEY=secret_key)
     log_path = state_dir / "weed.log"
     process = subprocess.Popen(args, stdout=log_path.open("wb"), stderr=subprocess.STDOUT, env=env)
-    server = Server("seaweedfs", ports["s3.port"], process, log_path, {"bucket": bucket})
+    server = Server("seaweedfs", ports["s3.port"], process, log_path, {"bucket": bucket, "ports": ports})
     try:
         _wait_for_port(server.port, process, 60, "seaweedfs s3")
     except Exception:

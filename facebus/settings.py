@@ -113,6 +113,12 @@ class RecognizerSettings(BaseSettings):
     detect_profiles: bool = Field(
         True, title="Profile faces", description="Also run OpenCV's profile-face cascade (faces turned 45-90 degrees)."
     )
+    gallery_poll_s: float = Field(
+        30.0,
+        ge=0,
+        title="Gallery poll interval",
+        description="Seconds between checks of the gallery for changes (0: read it at start only).",
+    )
     cache_dir: Path | None = Field(
         Path("~/.cache/facebus/encodings"),
         title="Encoding cache",

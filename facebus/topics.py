@@ -7,6 +7,7 @@ Layout follows the zigbee2mqtt / Home Assistant convention ``<prefix>/<device_id
     <prefix>/<device_id>/availability           "online" (retained) / "offline" (last will, retained)
     <prefix>/services/<service>/availability    same, for recognizer, archiver, ...
     <prefix>/services/<service>/stats           per-interval figures, JSON, QoS 0, not retained
+    <prefix>/services/recognizer/gallery        gallery summary, JSON, QoS 1, retained
 
 ``services`` is reserved: no camera may use it as its device id.
 """
@@ -67,6 +68,10 @@ class Topics:
     def service_stats(self, service: str) -> str:
         """Per-interval figures of a service (JSON, QoS 0, not retained; docs/metrics.md)."""
         return f"{self.prefix}/{SERVICES}/{service}/stats"
+
+    def gallery_state(self) -> str:
+        """The recognizer's gallery summary (JSON, QoS 1, retained)."""
+        return f"{self.prefix}/{SERVICES}/recognizer/gallery"
 
     @property
     def all_service_stats(self) -> str:

@@ -140,26 +140,83 @@ class Rejected:
     reason: str
 
 
+@dataclass(frozen=True)
+class Refresh:
+    """What one :meth:`GalleryLoader.refresh` found: keys added (or changed) and removed since the last one."""
+
+    added: list[str]
+    removed: list[str]
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.removed)
+
+
+class GalleryLoader:
+    """Keeps a gallery in step with its source: each :meth:`refresh` lists the source and reads and encodes only the
+    images whose version tag (S3 ETag, folder mtime+size) is new, so a poll of an unchanged gallery costs one listing.
+
+    ``encode_photo`` turns image bytes into one 128-d encoding and raises ImageError (with the reason) when the image
+    is unusable: that image is rejected and the rest loads. Not thread-safe: one thread refreshes.
+    """
+
+    def __init__(self, source: GallerySource, encode_photo: Callable[[bytes], np.ndarray]) -> None:
+        self.source = source
+        self.encode_photo = encode_photo
+        self._known: dict[str, tuple[str, GalleryEntry | Rejected]] = {}
+        self.index = GalleryIndex([])
+
+    @property
+    def rejected(self) -> list[Rejected]:
+        """The images not enrolled, by key."""
+        return [item for _, (_, item) in sorted(self._known.items()) if isinstance(item, Rejected)]
+
+    def refresh(self) -> Refresh:
+        """List the source and bring :attr:`index` up to date. Raises (leaving :attr:`index` as it was) only when the
+        source cannot be listed (missing folder, S3 unreachable); an image that cannot be read is rejected."""
+        listing = {key: tag for key, tag in self.source.list_images().items() if parse_key(key) is not None}
+        removed = sorted(set(self._known) - set(listing))
+        added = sorted(key for key, tag in listing.items() if self._known.get(key, ("",))[0] != tag)
+        known = {key: value for key, value in self._known.items() if key in listing}
+        for key in added:
+            known[key] = (listing[key], self._load(key))
+        self._known = known
+        if added or removed:
+            self.index = GalleryIndex([item for _, item in known.values() if isinstance(item, GalleryEntry)])
+        return Refresh(added, removed)
+
+    def _load(self, key: str) -> GalleryEntry | Rejected:
+        category, person = parse_key(key)
+        try:
+            return GalleryEntry(person, category, key, self.encode_photo(self.source.read(key)))
+        except (ImageError, OSError) as exc:
+            log.warning("gallery image rejected: %s: %s", key, exc, extra={"key": key})
+            return Rejected(key, str(exc))
+        except Exception as exc:  # noqa: BLE001 - e.g. botocore errors when one object vanished between list and get
+            log.warning("gallery image unreadable: %s: %s", key, exc, extra={"key": key})
+            return Rejected(key, f"unreadable: {exc}")
+
+    def state(self) -> dict:
+        """The gallery summary published retained on ``<prefix>/services/recognizer/gallery``: people with category and
+        image count, totals, and the rejected images with their reasons."""
+        people: dict[str, dict] = {}
+        for entry in self.index.entries:
+            item = people.setdefault(entry.person, {"person": entry.person, "category": entry.category.value, "images": 0})
+            item["images"] += 1
+        return {
+            "schema_version": 1,
+            "source": repr(self.source),
+            "people": list(people.values()),
+            "images": len(self.index),
+            "rejected": [{"key": r.key, "reason": r.reason} for r in self.rejected],
+        }
+
+
 def load_gallery(
     source: GallerySource, encode_photo: Callable[[bytes], np.ndarray]
 ) -> tuple[GalleryIndex, list[Rejected]]:
-    """Read and encode every gallery image of ``source``.
-
-    ``encode_photo`` turns image bytes into one 128-d encoding and raises ImageError (with the reason) when the
-    image is unusable. Returns the index and the rejected images; one bad image never stops the load.
-    Raises only when the source itself cannot be listed (missing folder, S3 unreachable).
-    """
-    entries, rejected = [], []
-    for key in sorted(source.list_images()):
-        parsed = parse_key(key)
-        if parsed is None:
-            continue
-        category, person = parsed
-        try:
-            encoding = encode_photo(source.read(key))
-        except ImageError as exc:
-            rejected.append(Rejected(key, str(exc)))
-            log.warning("gallery image rejected: %s: %s", key, exc, extra={"key": key})
-            continue
-        entries.append(GalleryEntry(person, category, key, encoding))
-    return GalleryIndex(entries), rejected
+    """Read and encode every gallery image of ``source`` once: the index and the rejected images.
+    Raises only when the source itself cannot be listed."""
+    loader = GalleryLoader(source, encode_photo)
+    loader.refresh()
+    return loader.index, loader.rejected

@@ -21,7 +21,7 @@ from facebus.settings import RecognizerSettings
 from facebus.stats import Samples, split_by_device
 from recognizer import faces
 from recognizer.cache import EncodingCache
-from recognizer.gallery import Rejected, load_gallery, open_source
+from recognizer.gallery import GalleryLoader, Rejected, open_source
 from recognizer.identify import identify
 from recognizer.matching import GalleryIndex, Match
 from recognizer.slots import LatestSlots
@@ -65,27 +65,29 @@ def face_event(
     )
 
 
-def load_index(settings: RecognizerSettings) -> tuple[GalleryIndex, list[Rejected]]:
-    """Encode the gallery named by ``settings.gallery`` (through the encoding cache). Raises when it cannot be listed."""
+def open_gallery(settings: RecognizerSettings) -> GalleryLoader:
+    """The gallery named by ``settings.gallery``, encoded through the on-disk cache; not loaded yet (call refresh)."""
     cache = EncodingCache(settings.cache_dir, f"dlib-resnet-small-jitters{faces.GALLERY_JITTERS}-v1")
-    started = time.perf_counter()
-    index, rejected = load_gallery(open_source(settings.gallery), lambda data: cache.get_or_compute(data, faces.encode_photo))
-    log.info(
-        "gallery %s: %d people, %d images, %d rejected, in %.1f s (cache hits %d, misses %d)",
-        settings.gallery, len(index.people), len(index), len(rejected), time.perf_counter() - started,
-        cache.hits, cache.misses,
-    )
-    return index, rejected
+    return GalleryLoader(open_source(settings.gallery), lambda data: cache.get_or_compute(data, faces.encode_photo))
+
+
+def load_index(settings: RecognizerSettings) -> tuple[GalleryIndex, list[Rejected]]:
+    """Encode the gallery named by ``settings.gallery`` once. Raises when it cannot be listed."""
+    loader = open_gallery(settings)
+    loader.refresh()
+    return loader.index, loader.rejected
 
 
 class Recognizer:
-    def __init__(self, settings: RecognizerSettings, mqtt: MqttClient, index: GalleryIndex) -> None:
+    def __init__(self, settings: RecognizerSettings, mqtt: MqttClient, gallery: GalleryLoader) -> None:
         self.settings = settings
         self.mqtt = mqtt
-        self.index = index
+        self.gallery = gallery
+        self.index = gallery.index  # replaced whole by the gallery thread: readers see the old or the new, never half
         self.counters = mqtt.counters
         self.slots: LatestSlots[Frame] = LatestSlots()
         self.latency_ms = Samples()
+        self._gallery_published = False
 
     # -- MQTT thread -----------------------------------------------------------------------------------------------
 
@@ -159,6 +161,33 @@ class Recognizer:
             )
         return True
 
+    # -- gallery thread --------------------------------------------------------------------------------------------
+
+    def refresh_gallery(self) -> None:
+        """Bring the gallery up to date and publish its state (retained). While the source cannot be listed (S3 down,
+        folder gone) the last good gallery stays in force; the failure is logged and counted."""
+        started = time.perf_counter()
+        try:
+            change = self.gallery.refresh()
+        except Exception as exc:  # noqa: BLE001 - any source failure: keep serving the last gallery
+            self.counters.add("gallery_errors")
+            log.error("gallery %s unreachable, keeping the last one (%d images): %s",
+                      self.settings.gallery, len(self.index), exc)
+            return
+        self.index = self.gallery.index
+        if change.changed or not self._gallery_published:
+            log.info(
+                "gallery %s: %d people, %d images, %d rejected; +%d -%d images in %.1f s",
+                self.settings.gallery, len(self.index.people), len(self.index), len(self.gallery.rejected),
+                len(change.added), len(change.removed), time.perf_counter() - started,
+            )
+            self.mqtt.publish(self.mqtt.topics.gallery_state(), json.dumps(self.gallery.state()), qos=1, retain=True)
+            self._gallery_published = True
+
+    def _watch_gallery(self, stop: threading.Event) -> None:
+        while not stop.wait(self.settings.gallery_poll_s):
+            self.refresh_gallery()
+
     def stats_message(self, interval_s: float) -> dict:
         """The figures of the last interval, as published on ``<prefix>/services/recognizer/stats``."""
         service, devices = split_by_device(self.counters.deltas())
@@ -175,10 +204,13 @@ class Recognizer:
                 "service_stats": figures, "devices": devices}
 
     def run(self, stop: threading.Event, stats_interval_s: float = 10.0) -> None:
-        """Subscribe to every device's frames and process them until ``stop`` is set; publish the stats every
-        ``stats_interval_s``."""
+        """Load the gallery, subscribe to every device's frames and process them until ``stop`` is set; check the
+        gallery for changes every ``gallery_poll_s`` and publish the stats every ``stats_interval_s``."""
         self.mqtt.subscribe(self.mqtt.topics.all_frames, self.on_frame, qos=0)
+        self.refresh_gallery()  # before connecting: "online" means the gallery is in force (the state waits in paho)
         self.mqtt.start()
+        if self.settings.gallery_poll_s > 0:
+            threading.Thread(target=self._watch_gallery, args=(stop,), name="gallery", daemon=True).start()
         last_stats = time.monotonic()
         try:
             while not stop.is_set():

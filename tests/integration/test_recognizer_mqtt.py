@@ -22,13 +22,14 @@ TOPICS = Topics()
 
 @pytest.fixture(scope="module")
 def recognizer(mosquitto, tmp_path_factory):
-    from recognizer.service import Recognizer, load_index
+    from recognizer.service import Recognizer, open_gallery
 
     settings = RecognizerSettings(gallery=str(GALLERY), cache_dir=tmp_path_factory.mktemp("cache"), max_frame_bytes=2_000_000)
-    index, rejected = load_index(settings)
-    assert len(index.people) == 22 and not rejected
+    gallery = open_gallery(settings)
+    gallery.refresh()
+    assert len(gallery.index.people) == 22 and not gallery.rejected
     mqtt = MqttClient(MqttSettings(port=mosquitto.port), TOPICS.service_availability("recognizer"), "recognizer")
-    service = Recognizer(settings, mqtt, index)
+    service = Recognizer(settings, mqtt, gallery)
     stop = threading.Event()
     thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
     thread.start()
