@@ -4,6 +4,7 @@
     facebus recognizer [--gallery DIR|s3://bucket/prefix] [--tolerance 0.58] ...
     facebus archiver [--influx-url URL] [--crops-dir DIR] ...
     facebus demo        the whole pipeline on the bundled clip, with private Mosquitto and InfluxDB
+    facebus faces identify PATH... [--gallery …] [--crops DIR]   name the faces in photos, one JSON line per face
     facebus grafana push --url URL --token TOKEN     datasource + dashboards to a running Grafana
     facebus schema      print the face-event JSON Schema (docs/schemas/face-event.v1.json)
 
@@ -93,6 +94,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo.main(args)
 
 
+def cmd_faces(args: argparse.Namespace) -> int:
+    from recognizer import manage
+
+    return manage.main(args)
+
+
 def cmd_grafana(args: argparse.Namespace) -> int:
     from facebus import grafana
 
@@ -138,6 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", type=float, default=0.1, help="playback speed of the clip (1 = real time)")
     p.set_defaults(func=cmd_demo)
 
+    p = sub.add_parser("faces", help="the face gallery from the command line (identify)")
+    from recognizer import manage
+
+    manage.add_arguments(p)
+    p.set_defaults(func=cmd_faces)
+
     p = sub.add_parser("grafana", help="push the InfluxDB datasource and the dashboards to a running Grafana")
     from facebus import grafana
 
@@ -154,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     # .env also feeds libraries that read only the environment (boto3's AWS_*); variables already set win.
     load_dotenv(".env", override=False)
     try:
-        logsetup.setup(args.log_level)
+        logsetup.setup(args.log_level, sys.stderr if args.command in ("faces", "schema") else sys.stdout)
         return args.func(args)
     except ValidationError as exc:
         for line in cfg.explain(exc):

@@ -43,14 +43,16 @@ class TextFormatter(logging.Formatter):
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
-def setup(level: str | None = None) -> None:
+def setup(level: str | None = None, stream=None) -> None:
     """Configure the root logger once per process: ``level`` (the --log-level flag) wins over ``FACEBUS_LOG_LEVEL``
-    from the environment or ``.env``; JSON lines per ``FACEBUS_LOG_JSON``, by default unless stdout is a terminal."""
+    from the environment or ``.env``; JSON lines per ``FACEBUS_LOG_JSON``, by default unless the stream is a terminal.
+    ``stream``: stdout for the services; stderr for tools whose stdout is their result."""
     from facebus.settings import LogSettings
 
     settings = LogSettings()
-    json_lines = settings.json_lines if settings.json_lines is not None else not sys.stdout.isatty()
-    handler = logging.StreamHandler(sys.stdout)
+    stream = stream or sys.stdout
+    json_lines = settings.json_lines if settings.json_lines is not None else not stream.isatty()
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -74,7 +74,10 @@ def open_gallery(settings: RecognizerSettings) -> GalleryLoader:
 def load_index(settings: RecognizerSettings) -> tuple[GalleryIndex, list[Rejected]]:
     """Encode the gallery named by ``settings.gallery`` once. Raises when it cannot be listed."""
     loader = open_gallery(settings)
+    started = time.perf_counter()
     loader.refresh()
+    log.info("gallery %s: %d people, %d images, %d rejected, in %.1f s", settings.gallery,
+             len(loader.index.people), len(loader.index), len(loader.rejected), time.perf_counter() - started)
     return loader.index, loader.rejected
 
 

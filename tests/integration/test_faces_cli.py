@@ -1,0 +1,51 @@
+"""`facebus faces identify` as a user runs it: a subprocess, a gallery folder, photos in, JSON lines out."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from tests.conftest import FACES_DEV, GALLERY, ROOT
+
+pytestmark = pytest.mark.integration
+
+
+def test_identify_names_each_face_and_reports_files_without_faces(tmp_path):
+    gallery = tmp_path / "gallery"
+    for person in ("Barack_Obama", "Joseph_Biden"):
+        shutil.copytree(GALLERY / "Authorised" / person, gallery / "Authorised" / person)
+    corrupt = tmp_path / "photos" / "broken.jpg"
+    corrupt.parent.mkdir()
+    corrupt.write_bytes(b"\xff\xd8 not really a jpeg")
+    shutil.copy(FACES_DEV / "groups/two_people.jpg", corrupt.parent / "two_people.jpg")
+    shutil.copy(FACES_DEV / "noface/dog.jpg", corrupt.parent / "dog.jpg")
+    env = dict(os.environ, FACEBUS_RECOGNIZER_CACHE_DIR=str(tmp_path / "cache"), FACEBUS_LOG_JSON="1")
+    done = subprocess.run(
+        [sys.executable, "-m", "facebus", "faces", "identify", str(corrupt.parent), "--gallery", str(gallery),
+         "--crops", str(tmp_path / "crops")],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]  # stdout holds results only; logs go to stderr
+    assert all("file" in line for line in lines) and "gallery" in done.stderr
+    by_file: dict[str, list[dict]] = {}
+    for line in lines:
+        by_file.setdefault(os.path.basename(line["file"]), []).append(line)
+
+    assert "error" in by_file["broken.jpg"][0] and by_file["broken.jpg"][0]["person"] is None
+    assert by_file["dog.jpg"] == [{**by_file["dog.jpg"][0], "person": None, "box": None}]
+    group = by_file["two_people.jpg"]
+    assert {face["person"] for face in group} == {"Barack_Obama", "Joseph_Biden"}
+    for face in group:
+        top, right, bottom, left = face["box"]
+        assert 0 <= top < bottom and 0 <= left < right
+        assert face["distance"] <= 0.58 and face["second_distance"] - face["distance"] >= 0.05
+        assert face["matched_image"].startswith(f"Authorised/{face['person']}/")
+        with Image.open(face["crop"]) as crop:
+            assert crop.format == "JPEG"
