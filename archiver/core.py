@@ -1,11 +1,15 @@
-"""The archiver's decisions, pure and without I/O: throttling, crop paths, InfluxDB points."""
+"""The archiver's decisions, pure and without I/O: throttling, crop paths, InfluxDB points.
+
+crop_files_of() is the one exception: it lists the crops folder (and changes nothing).
+"""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
+from string import Formatter
 
 from influxdb_client import Point, WritePrecision
 
@@ -56,15 +60,66 @@ def sanitise(part: str, fallback: str = "_") -> str:
     return cleaned or fallback
 
 
+# The crop layout, in one place: crop_path() fills it in, crop_files_of() matches it. Each field's pattern is what
+# crop_path() can put there (sanitise() output for device, person and id8).
+CROP_LAYOUT = "{date}/{device}/{person}_{hhmmss}.{ms}Z_{id8}.jpg"
+_CROP_FIELD_PATTERNS = {
+    "date": r"\d{4}-\d{2}-\d{2}",
+    "device": r"[A-Za-z0-9_-]{1,64}",
+    "person": r"[A-Za-z0-9_-]{1,64}",
+    "hhmmss": r"\d{6}",
+    "ms": r"\d{3}",
+    "id8": r"[A-Za-z0-9_-]{1,8}",
+}
+
+
+def crop_layout_pattern(**fixed: str) -> re.Pattern[str]:
+    """:data:`CROP_LAYOUT` as a regex over a relative POSIX path; ``fixed`` pins fields to literal values
+    (e.g. ``person="Alice"``), the others match anything crop_path() can produce there."""
+    parts = []
+    for literal, field, _, _ in Formatter().parse(CROP_LAYOUT):
+        parts.append(re.escape(literal))
+        if field is not None:
+            parts.append(re.escape(fixed[field]) if field in fixed else f"(?:{_CROP_FIELD_PATTERNS[field]})")
+    return re.compile("".join(parts))
+
+
 def crop_path(event: FaceEvent) -> PurePosixPath:
     """Relative path of an entry's crop: ``YYYY-MM-DD/<device>/<person>_<HHMMSS>.<mmm>Z_<id8>.jpg`` (UTC date and time
     of capture; person ``unknown`` when nobody matched; the event id's first 8 characters keep names unique)."""
     captured = event.captured_at.astimezone(timezone.utc)
-    person = sanitise(event.person or UNKNOWN_TAG)
-    stamp = captured.strftime("%H%M%S") + f".{captured.microsecond // 1000:03d}Z"
     return PurePosixPath(
-        captured.strftime("%Y-%m-%d"), sanitise(event.device_id), f"{person}_{stamp}_{sanitise(event.event_id)[:8]}.jpg"
+        CROP_LAYOUT.format(
+            date=captured.strftime("%Y-%m-%d"),
+            device=sanitise(event.device_id),
+            person=sanitise(event.person or UNKNOWN_TAG),
+            hhmmss=captured.strftime("%H%M%S"),
+            ms=f"{captured.microsecond // 1000:03d}",
+            id8=sanitise(event.event_id)[:8],
+        )
     )
+
+
+def crop_files_of(crops_dir: Path, person: str) -> list[Path]:
+    """Every crop file of ``person`` under ``crops_dir``, as crop_path() names them, sorted (date, device, time).
+
+    :param crops_dir: the archiver's crops folder (``ArchiverSettings.crops_dir``); missing: no crops
+    :param person: a person id as the recognizer publishes it, e.g. ``"Barack_Obama"`` (``"unknown"``: unmatched faces)
+    :return: a list of paths ``crops_dir / "YYYY-MM-DD/<device>/<person>_<HHMMSS>.<mmm>Z_<id8>.jpg"``, files only
+
+    The whole relative path must fit the layout, so ``Barack_Obama`` does not match ``Barack_Obama_Jr``'s crops and
+    other files (temporary ``.tmp-*`` files, anything else) are left out. File names carry ``sanitise(person)``,
+    which leaves gallery person ids (``[A-Za-z0-9_-]{1,64}``) unchanged, so one person's crops are never another's.
+    Other strings are matched by their sanitised form (``J.Doe`` finds ``J_Doe``'s crops).
+    """
+    pattern = crop_layout_pattern(person=sanitise(person))
+    crops_dir = Path(crops_dir)
+    found = [
+        path
+        for path in crops_dir.glob("*/*/*")
+        if pattern.fullmatch(path.relative_to(crops_dir).as_posix()) and path.is_file()
+    ]
+    return sorted(found)
 
 
 @dataclass(frozen=True)

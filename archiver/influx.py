@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 from typing import Protocol
 
 import requests
@@ -26,7 +27,29 @@ class LineWriter(Protocol):
     def write(self, lines: list[str]) -> None:
         """Write line-protocol lines (ms timestamps); raises InfluxError on failure."""
 
+    def delete_person(self, measurement: str, person: str) -> int:
+        """Delete every point of ``measurement`` tagged ``person``, all times; returns how many there were.
+        Raises InfluxError."""
+
     def close(self) -> None: ...
+
+
+COUNT_FIELD = "event_id"  # every face entry has it (archiver.core.point_for): counting it counts entries
+
+
+def influxql_string(value: str) -> str:
+    """``value`` as an InfluxQL string literal: ``O'Brien`` -> ``'O\\'Brien'`` (backslash, quote, newline escaped)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
+
+
+def influxql_ident(name: str) -> str:
+    """``name`` as a double-quoted InfluxQL identifier (also the delete predicate's quoting of values)."""
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def flux_string(value: str) -> str:
+    """``value`` as a Flux string literal (backslash, double quote and ``${`` interpolation escaped)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("${", "\\${") + '"'
 
 
 def server_version(url: str, timeout_s: float = 5.0) -> str:
@@ -83,6 +106,21 @@ class V1Writer:
         if response.status_code != 204:
             raise InfluxError(f"write refused ({response.status_code}): {response.text[:200]}")
 
+    def delete_person(self, measurement: str, person: str) -> int:
+        """Delete the points of ``measurement`` whose tag ``person`` is ``person`` (all times, every device and
+        category): ``DELETE FROM ... WHERE "person" = ...``.
+
+        :return: how many points there were, counted just before (points with field ``event_id``: face entries)
+
+        Raises InfluxError when a query fails; the count query changes nothing, so a failure there deletes nothing.
+        """
+        source, where = influxql_ident(measurement), f'"person" = {influxql_string(person)}'
+        body = self.query(f'SELECT count({influxql_ident(COUNT_FIELD)}) FROM {source} WHERE {where}')
+        series = [s for result in body.get("results", []) for s in result.get("series", [])]
+        count = sum(int(row[1] or 0) for s in series for row in s.get("values", []))
+        self.query(f"DELETE FROM {source} WHERE {where}", method="POST")
+        return count
+
     def close(self) -> None:
         self.session.close()
 
@@ -103,14 +141,51 @@ class V2Writer:
         self.precision = WritePrecision.MS
 
     def write(self, lines: list[str]) -> None:
+        import urllib3
         from influxdb_client.rest import ApiException
 
         try:
             self.write_api.write(
                 bucket=self.settings.bucket, org=self.settings.org, record=lines, write_precision=self.precision
             )
-        except (ApiException, OSError) as exc:
+        except (ApiException, OSError, urllib3.exceptions.HTTPError) as exc:  # urllib3's: server unreachable
             raise InfluxError(f"write failed: {exc}") from exc
+
+    # Start and stop of a purge: all the time InfluxDB can store from 1970 on, so entries of a camera whose clock runs
+    # ahead are deleted too (stop must stay below 2262-04-11, the end of int64 nanoseconds).
+    PURGE_START = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    PURGE_STOP = datetime(2262, 1, 1, tzinfo=timezone.utc)
+
+    def delete_person(self, measurement: str, person: str) -> int:
+        """Delete the points of ``measurement`` whose tag ``person`` is ``person`` in the bucket, from 1970 to 2262,
+        through ``/api/v2/delete`` with the predicate ``_measurement="..." AND person="..."``.
+
+        :return: how many points there were, counted just before with Flux (points with field ``event_id``)
+
+        Raises InfluxError when the count or the delete fails (the count changes nothing). InfluxDB OSS 2.x deletes
+        at once; Cloud (TSM) queues the delete, so the points may stay readable a moment; servers without
+        ``/api/v2/delete`` or Flux (InfluxDB 3, Cloud Serverless, 1.x without Flux enabled) raise InfluxError.
+        """
+        import urllib3
+        from influxdb_client.client.exceptions import InfluxDBError
+
+        flux = (
+            f"from(bucket: {flux_string(self.settings.bucket)})"
+            f" |> range(start: {self.PURGE_START:%Y-%m-%dT%H:%M:%SZ}, stop: {self.PURGE_STOP:%Y-%m-%dT%H:%M:%SZ})"
+            f" |> filter(fn: (r) => r._measurement == {flux_string(measurement)}"
+            f" and r.person == {flux_string(person)} and r._field == {flux_string(COUNT_FIELD)})"
+            " |> group() |> count()"
+        )
+        predicate = f"_measurement={influxql_ident(measurement)} AND person={influxql_ident(person)}"
+        try:
+            tables = self.client.query_api().query(flux, org=self.settings.org)
+            count = sum(int(record.get_value() or 0) for table in tables for record in table.records)
+            self.client.delete_api().delete(
+                self.PURGE_START, self.PURGE_STOP, predicate, bucket=self.settings.bucket, org=self.settings.org
+            )
+        except (InfluxDBError, OSError, urllib3.exceptions.HTTPError) as exc:
+            raise InfluxError(f"deleting {person}'s entries failed: {exc}") from exc
+        return count
 
     def close(self) -> None:
         self.client.close()

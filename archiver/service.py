@@ -182,8 +182,7 @@ class Archiver:
             self.counters.add("stats_bad")
             log.warning("bad stats message on %s: %s", message.topic, exc, extra={"topic": message.topic})
             return
-        for point in points:
-            self.batch.put(point.to_line_protocol(), "metrics_written")
+        self.put_metrics(points)
 
     def handle_availability(self, message: Message) -> None:
         """Record a device going online or offline as a ``device_availability`` point."""
@@ -193,7 +192,12 @@ class Archiver:
             self.counters.add("availability_bad")
             log.warning("bad availability on %s: %s", message.topic, exc, extra={"topic": message.topic})
             return
-        self.batch.put(point.to_line_protocol(), "metrics_written")
+        self.put_metrics([point])
+
+    def put_metrics(self, points: list) -> None:
+        """Queue health-metric points (counted as ``metrics_written``, apart from face entries)."""
+        for point in points:
+            self.batch.put(point.to_line_protocol(), "metrics_written")
 
     def stats_message(self, interval_s: float) -> dict:
         """The archiver's own figures of the last interval, in the stats message shape."""
@@ -223,8 +227,7 @@ def run(mqtt: MqttClient, archiver: Archiver, stop: threading.Event, stats_inter
             elapsed_s = time.monotonic() - last_stats
             if elapsed_s >= stats_interval_s:
                 last_stats = time.monotonic()
-                for point in stats_points(archiver.stats_message(round(elapsed_s, 3)), utc_now()):
-                    archiver.batch.put(point.to_line_protocol(), "metrics_written")
+                archiver.put_metrics(stats_points(archiver.stats_message(round(elapsed_s, 3)), utc_now()))
     finally:
         mqtt.stop()
         archiver.batch.stop()

@@ -4,7 +4,7 @@
     facebus recognizer [--gallery DIR|s3://bucket/prefix] [--tolerance 0.58] ...
     facebus archiver [--influx-url URL] [--crops-dir DIR] ...
     facebus demo        the whole pipeline on the bundled clip, with private Mosquitto and InfluxDB
-    facebus faces identify PATH... [--gallery …] [--crops DIR]   name the faces in photos, one JSON line per face
+    facebus faces add|remove|move|list|import|identify|forget …   the face gallery (folder or S3) from the CLI
     facebus grafana push --url URL --token TOKEN     datasource + dashboards to a running Grafana
     facebus schema      print the face-event JSON Schema (docs/schemas/face-event.v1.json)
 
@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", type=float, default=0.1, help="playback speed of the clip (1 = real time)")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("faces", help="the face gallery from the command line (identify)")
+    p = sub.add_parser("faces", help="manage the face gallery (add, remove, move, list, import, identify, forget)")
     from recognizer import manage
 
     manage.add_arguments(p)

@@ -115,5 +115,9 @@ def load_photo(source: str | Path | bytes, max_pixels: int = 50_000_000) -> np.n
         return np.asarray(image.convert("RGB"))
     except ImageError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"image too large to decode safely ({exc})") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageError("not an image (JPEG, PNG or another format PIL reads)") from exc
+    except (OSError, ValueError) as exc:
         raise ImageError(f"not a readable image ({exc})") from exc

@@ -113,6 +113,19 @@ class RecognizerSettings(BaseSettings):
     detect_profiles: bool = Field(
         True, title="Profile faces", description="Also run OpenCV's profile-face cascade (faces turned 45-90 degrees)."
     )
+    gallery_min_face_px: int = Field(
+        60,
+        ge=20,
+        le=1000,
+        title="Gallery minimum face size",
+        description="A gallery photo's face must be at least this wide (px); smaller faces encode poorly.",
+    )
+    gallery_max_photo_bytes: int = Field(
+        20 * 1024 * 1024,
+        ge=1024,
+        title="Gallery maximum photo size",
+        description="Gallery photos larger than this (bytes) are rejected unread.",
+    )
     gallery_poll_s: float = Field(
         30.0,
         ge=0,

@@ -10,9 +10,14 @@ from __future__ import annotations
 import cv2
 import face_recognition
 import numpy as np
+from PIL import ImageFile
 
 from facebus.images import Box, ImageError, fit_width, load_photo, scale_image
 
+
+# face_recognition switches PIL to decoding truncated files (grey below the cut) for the whole process: switch it back,
+# so that a truncated gallery photo is refused as truncated instead of enrolled half grey (facebus.images.load_photo).
+ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 _PROFILE_CASCADE = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_profileface.xml")
 
@@ -87,11 +92,41 @@ def encode_photo(data: bytes, max_side_px: int = 1024, num_jitters: int = GALLER
 
     Raises ImageError when the bytes are not a readable image or no face is found.
     """
-    rgb = load_photo(data)
-    longest = max(rgb.shape[:2])
-    if longest > max_side_px:
-        rgb = scale_image(rgb, max_side_px / longest)
-    boxes = detect(rgb, max_width_px=640, upsample=1, profiles=False)
+    rgb, boxes, _ = _photo_faces(data, max_side_px)
     if not boxes:
         raise ImageError("no face found")
     return encode(rgb, boxes[:1], num_jitters)[0]
+
+
+def encode_gallery_photo(
+    data: bytes, min_face_px: int = 60, max_side_px: int = 1024, num_jitters: int = GALLERY_JITTERS
+) -> np.ndarray:
+    """The 128-d encoding of the one face in a gallery photo: like :func:`encode_photo`, but the photo must show
+    exactly one face at least ``min_face_px`` wide in pixels of the copy that is encoded (the photo shrunk to at
+    most ``max_side_px``); smaller faces in the background are ignored.
+
+    Raises ImageError, with the reason as its message: not a readable image, no face found, the face is too small,
+    or more than one face.
+    """
+    rgb, boxes, _ = _photo_faces(data, max_side_px)
+    widths_px = [right - left for _, right, _, left in boxes]
+    large = [box for box, width in zip(boxes, widths_px) if width >= min_face_px]
+    if not boxes:
+        raise ImageError("no face found")
+    if not large:
+        raise ImageError(
+            f"face too small: {max(widths_px)} px wide, at least {min_face_px} px needed "
+            f"(measured with the photo's longest side at most {max_side_px} px)"
+        )
+    if len(large) > 1:
+        raise ImageError(f"{len(large)} faces found, a gallery photo must show exactly one")
+    return encode(rgb, large, num_jitters)[0]
+
+
+def _photo_faces(data: bytes, max_side_px: int) -> tuple[np.ndarray, list[Box], float]:
+    """The photo as RGB shrunk to at most ``max_side_px``, its HOG face boxes (pixels of that copy, largest first)
+    and the scale applied (<= 1)."""
+    rgb = load_photo(data)
+    scale = min(1.0, max_side_px / max(rgb.shape[:2]))
+    rgb = scale_image(rgb, scale)
+    return rgb, detect(rgb, max_width_px=640, upsample=1, profiles=False), scale

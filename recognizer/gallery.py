@@ -4,19 +4,22 @@
     <root>/Authorised/<Person_Id>/<any>.jpg      several images of a person
     <root>/Restricted/...                        the same, for restricted people
 
-Person id = file stem or folder name (``[\\w.-]``, 1-100 characters; ``unknown`` is reserved).
+Person id = file stem or folder name (``[A-Za-z0-9_-]``, 1-64 characters; ``unknown`` is reserved).
 Category folder names are matched case-insensitively; ``Authorized`` is accepted for ``Authorised``.
 Images: .jpg, .jpeg, .png. Anything else in the tree is ignored.
 
 A :class:`GallerySource` lists image keys with a version tag (S3 ETag, or mtime+size for a folder) and reads bytes;
-:func:`load_gallery` turns a source into a :class:`GalleryIndex`, rejecting (not raising on) images it cannot use.
+:class:`GalleryLoader` keeps a :class:`GalleryIndex` in step with a source, rejecting (not raising on) images it
+cannot use.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -36,7 +39,7 @@ CATEGORY_FOLDERS = {
     "restricted": Category.restricted,
 }
 UNKNOWN_PERSON = "unknown"
-_PERSON_RE = re.compile(r"^[\w.-]{1,100}$")
+_PERSON_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # file-name safe as is: crop names carry it unchanged
 
 
 def parse_key(key: str) -> tuple[Category, str] | None:
@@ -61,6 +64,12 @@ class GallerySource(Protocol):
     def read(self, key: str) -> bytes:
         """The bytes of one image."""
 
+    def write(self, key: str, data: bytes) -> None:
+        """Store ``data`` at ``key`` whole (a reader never sees half an image), replacing what was there."""
+
+    def delete(self, key: str) -> None:
+        """Remove ``key``; no error when it is already gone."""
+
 
 class FolderSource:
     """A gallery in a local folder; version tag = modification time (ns) and size."""
@@ -83,6 +92,26 @@ class FolderSource:
 
     def read(self, key: str) -> bytes:
         return (self.root / key).read_bytes()
+
+    def write(self, key: str, data: bytes) -> None:
+        path = self.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def delete(self, key: str) -> None:
+        path = self.root / key
+        path.unlink(missing_ok=True)
+        person_folder = path.parent
+        if person_folder.parent != self.root and person_folder != self.root and person_folder.is_dir():
+            if not any(person_folder.iterdir()):
+                person_folder.rmdir()  # <Category>/<Person>/, once empty
 
 
 class S3Source:
@@ -109,6 +138,13 @@ class S3Source:
 
     def read(self, key: str) -> bytes:
         return self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"].read()
+
+    def write(self, key: str, data: bytes) -> None:
+        content_type = "image/png" if key.lower().endswith(".png") else "image/jpeg"
+        self.client.put_object(Bucket=self.bucket, Key=self.prefix + key, Body=data, ContentType=content_type)
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self.prefix + key)
 
 
 def make_s3_client():
@@ -171,14 +207,15 @@ class GalleryLoader:
         """The images not enrolled, by key."""
         return [item for _, (_, item) in sorted(self._known.items()) if isinstance(item, Rejected)]
 
-    def refresh(self) -> Refresh:
+    def refresh(self, progress: Callable[[list[str]], Iterable[str]] = iter) -> Refresh:
         """List the source and bring :attr:`index` up to date. Raises (leaving :attr:`index` as it was) only when the
-        source cannot be listed (missing folder, S3 unreachable); an image that cannot be read is rejected."""
+        source cannot be listed (missing folder, S3 unreachable); an image that cannot be read is rejected.
+        ``progress`` wraps the keys to read (e.g. ``tqdm``)."""
         listing = {key: tag for key, tag in self.source.list_images().items() if parse_key(key) is not None}
         removed = sorted(set(self._known) - set(listing))
         added = sorted(key for key, tag in listing.items() if self._known.get(key, ("",))[0] != tag)
         known = {key: value for key, value in self._known.items() if key in listing}
-        for key in added:
+        for key in progress(added):
             known[key] = (listing[key], self._load(key))
         self._known = known
         if added or removed:
@@ -211,12 +248,3 @@ class GalleryLoader:
             "rejected": [{"key": r.key, "reason": r.reason} for r in self.rejected],
         }
 
-
-def load_gallery(
-    source: GallerySource, encode_photo: Callable[[bytes], np.ndarray]
-) -> tuple[GalleryIndex, list[Rejected]]:
-    """Read and encode every gallery image of ``source`` once: the index and the rejected images.
-    Raises only when the source itself cannot be listed."""
-    loader = GalleryLoader(source, encode_photo)
-    loader.refresh()
-    return loader.index, loader.rejected

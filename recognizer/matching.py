@@ -102,3 +102,21 @@ class GalleryIndex:
             second_distance,
         )
 
+
+
+def lookalikes(index: GalleryIndex, tolerance: float) -> dict[str, tuple[str, float]]:
+    """For each gallery person with an image within ``tolerance`` of another person's image: (that other person, the
+    smallest such face distance). Such pairs are one person under two names, or two people the matcher cannot tell
+    apart (the margin rule then answers unknown for both). One :meth:`GalleryIndex.distances` per image: O(N^2)."""
+    found: dict[str, tuple[str, float]] = {}
+    if len(index.people) < 2:
+        return found
+    rows_person = np.repeat(np.arange(len(index.people)), np.diff(np.append(index._starts, len(index))))
+    for row, entry in enumerate(index.entries):
+        distances = index.distances(entry.encoding)
+        distances[rows_person == rows_person[row]] = np.inf
+        other = int(np.argmin(distances))
+        distance = float(distances[other])
+        if distance <= tolerance and distance < found.get(entry.person, ("", np.inf))[1]:
+            found[entry.person] = (index.entries[other].person, distance)
+    return found

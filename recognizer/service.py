@@ -11,8 +11,11 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+
+import numpy as np
 
 from facebus.events import CAPTURE_TIME_PROPERTY, FaceEvent, parse_time, utc_now
 from facebus.images import Box, ImageError, crop_jpeg, decode_jpeg
@@ -65,10 +68,24 @@ def face_event(
     )
 
 
+def gallery_encoder(settings: RecognizerSettings) -> Callable[[bytes], np.ndarray]:
+    """``encode(photo_bytes) -> 128-d encoding`` for gallery photos, through the on-disk encoding cache: the photo must
+    be at most ``gallery_max_photo_bytes`` long and show exactly one face at least ``gallery_min_face_px`` wide.
+    Raises ImageError with the reason otherwise. The recognizer and ``facebus faces`` use this one function."""
+    min_face_px, max_bytes = settings.gallery_min_face_px, settings.gallery_max_photo_bytes
+    cache = EncodingCache(settings.cache_dir, f"dlib-resnet-small-jitters{faces.GALLERY_JITTERS}-minface{min_face_px}-v2")
+
+    def encode(data: bytes) -> np.ndarray:
+        if len(data) > max_bytes:
+            raise ImageError(f"photo of {len(data)} bytes is over the {max_bytes} byte limit")
+        return cache.get_or_compute(data, lambda d: faces.encode_gallery_photo(d, min_face_px))
+
+    return encode
+
+
 def open_gallery(settings: RecognizerSettings) -> GalleryLoader:
-    """The gallery named by ``settings.gallery``, encoded through the on-disk cache; not loaded yet (call refresh)."""
-    cache = EncodingCache(settings.cache_dir, f"dlib-resnet-small-jitters{faces.GALLERY_JITTERS}-v1")
-    return GalleryLoader(open_source(settings.gallery), lambda data: cache.get_or_compute(data, faces.encode_photo))
+    """The gallery named by ``settings.gallery``, encoded with :func:`gallery_encoder`; not loaded yet (call refresh)."""
+    return GalleryLoader(open_source(settings.gallery), gallery_encoder(settings))
 
 
 def load_index(settings: RecognizerSettings) -> tuple[GalleryIndex, list[Rejected]]:
@@ -85,8 +102,7 @@ class Recognizer:
     def __init__(self, settings: RecognizerSettings, mqtt: MqttClient, gallery: GalleryLoader) -> None:
         self.settings = settings
         self.mqtt = mqtt
-        self.gallery = gallery
-        self.index = gallery.index  # replaced whole by the gallery thread: readers see the old or the new, never half
+        self.gallery = gallery  # its index is replaced whole by the gallery thread: readers see the old or the new
         self.counters = mqtt.counters
         self.slots: LatestSlots[Frame] = LatestSlots()
         self.latency_ms = Samples()
@@ -130,7 +146,7 @@ class Recognizer:
         rgb = decode_jpeg(frame.jpeg, s.max_frame_bytes, s.max_frame_pixels)
         boxes = faces.detect(rgb, s.detect_max_width_px, s.detect_upsample, s.detect_profiles)
         events = []
-        for i, (box, match) in enumerate(zip(boxes, identify(rgb, boxes, self.index, s))):
+        for i, (box, match) in enumerate(zip(boxes, identify(rgb, boxes, self.gallery.index, s))):
             crop = crop_jpeg(rgb, box, s.crop_max_px)
             events.append(face_event(frame, rgb.shape, box, match, s, crop, i, len(boxes)))
         return events
@@ -175,13 +191,12 @@ class Recognizer:
         except Exception as exc:  # noqa: BLE001 - any source failure: keep serving the last gallery
             self.counters.add("gallery_errors")
             log.error("gallery %s unreachable, keeping the last one (%d images): %s",
-                      self.settings.gallery, len(self.index), exc)
+                      self.settings.gallery, len(self.gallery.index), exc)
             return
-        self.index = self.gallery.index
         if change.changed or not self._gallery_published:
             log.info(
                 "gallery %s: %d people, %d images, %d rejected; +%d -%d images in %.1f s",
-                self.settings.gallery, len(self.index.people), len(self.index), len(self.gallery.rejected),
+                self.settings.gallery, len(self.gallery.index.people), len(self.gallery.index), len(self.gallery.rejected),
                 len(change.added), len(change.removed), time.perf_counter() - started,
             )
             self.mqtt.publish(self.mqtt.topics.gallery_state(), json.dumps(self.gallery.state()), qos=1, retain=True)
@@ -196,8 +211,8 @@ class Recognizer:
         service, devices = split_by_device(self.counters.deltas())
         figures = {
             "queue_depth": len(self.slots),
-            "gallery_people": len(self.index.people),
-            "gallery_images": len(self.index),
+            "gallery_people": len(self.gallery.index.people),
+            "gallery_images": len(self.gallery.index),
             "frames_bad": service.get("frames_bad", 0),
         }
         latency = self.latency_ms.drain_percentiles(50, 99)

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from archiver.influx import V1Writer, choose_api, make_writer, server_version
+from archiver.influx import InfluxError, V1Writer, V2Writer, choose_api, make_writer, server_version
 from archiver.service import Archiver, BatchWriter, run
 from facebus.mqtt import MqttClient
 from facebus.settings import InfluxSettings, MqttSettings
@@ -32,6 +32,16 @@ def test_auto_detection_picks_the_v1_api_for_influxdb_1_6(influxd):
     assert choose_api(version) == "v1"
     assert isinstance(make_writer(InfluxSettings(url=influxd.url, database="detect")), V1Writer)
     assert choose_api("v2.7.4") == "v2" and choose_api("3.1.0") == "v2"
+
+
+def test_v2_writer_reports_an_unreachable_server_as_influx_error():
+    """The batch writer retries on InfluxError; any other exception would end its thread and stop all writes."""
+    from facebus.devservers import free_port
+
+    writer = V2Writer(InfluxSettings(url=f"http://127.0.0.1:{free_port()}", api="v2", timeout_s=1))
+    with pytest.raises(InfluxError, match="write failed"):
+        writer.write(["face_entry,person=Alice distance=0.4 1700000000000"])
+    writer.close()
 
 
 @pytest.fixture

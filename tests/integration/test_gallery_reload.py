@@ -134,3 +134,33 @@ def _bucket_ready(client, bucket: str) -> bool:
         return True
     except Exception:
         return False
+
+
+def test_faces_add_and_remove_reach_a_running_recognizer_on_s3(mosquitto, s3_env, tmp_path):
+    """The user's loop: a recognizer serving an S3 gallery, `facebus faces add` / `remove` from another shell."""
+    import os
+    import subprocess
+    import sys
+    import uuid
+
+    from tests.conftest import ROOT, S3_BUCKET
+
+    spec = f"s3://{S3_BUCKET}/live-{uuid.uuid4().hex[:8]}"
+    env = dict(os.environ, FACEBUS_RECOGNIZER_GALLERY=spec, FACEBUS_RECOGNIZER_CACHE_DIR=str(tmp_path / "cache"))
+    faces = lambda *args: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "facebus", "faces", *map(str, args)], env=env, cwd=ROOT, capture_output=True, text=True,
+        timeout=300,
+    )
+    assert faces("add", "Barack Obama", OBAMA).returncode == 0
+    running = Running(mosquitto.port, spec, tmp_path / "cache")
+    try:
+        assert wait_for(lambda: running.people() == {"Barack_Obama"})
+        added = faces("add", "Joseph Biden", BIDEN, "--restricted")
+        assert added.returncode == 0, added.stderr
+        assert wait_for(lambda: running.people() == {"Barack_Obama", "Joseph_Biden"})
+        assert running.name(BIDEN_PROBE) == "Joseph_Biden"
+        assert faces("remove", "Barack_Obama").returncode == 0
+        assert wait_for(lambda: running.people() == {"Joseph_Biden"})
+        assert running.name(OBAMA_PROBE) is None
+    finally:
+        running.close()

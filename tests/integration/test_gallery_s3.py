@@ -6,7 +6,7 @@ import pytest
 
 from facebus.events import Category
 from facebus.settings import RecognizerSettings
-from recognizer.gallery import FolderSource, load_gallery, open_source
+from recognizer.gallery import FolderSource, GalleryLoader, open_source
 from tests.conftest import FACES_DEV, GALLERY, S3_BUCKET
 
 pytestmark = pytest.mark.integration
@@ -53,6 +53,8 @@ def test_wrong_s3_credentials_fail_clearly(s3_env, monkeypatch):
 
 
 def test_folder_gallery_lists_every_sample_person():
-    index, rejected = load_gallery(FolderSource(GALLERY), lambda data: __import__("numpy").zeros(128))
-    assert len(index.people) == 22 and not rejected
+    loader = GalleryLoader(FolderSource(GALLERY), lambda data: __import__("numpy").zeros(128))
+    loader.refresh()
+    index = loader.index
+    assert len(index.people) == 22 and not loader.rejected
     assert {e.category for e in index.entries if e.person == "Alex_Lacamoire"} == {Category.restricted}

@@ -4,7 +4,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from archiver.core import Throttle, crop_path, entry_for, point_for, sanitise
+from archiver.core import Throttle, crop_files_of, crop_path, entry_for, point_for, sanitise
 from facebus.events import Category, FaceEvent
 from tests.factories import face_event
 
@@ -162,3 +162,95 @@ def test_entry_fields():
     assert entry.time == T0
     assert entry.distance == 0.25
     assert entry.crop_path == "2026-11-22/cam1/Alice_080102.345Z_01234567.jpg"
+
+
+# -- crop files of a person -------------------------------------------------------------------------------------------
+
+
+def touch(crops_dir, *events) -> list:
+    """Crop files where the archiver saves them (crops_dir / crop_path), returned in the same order."""
+    paths = []
+    for event in events:
+        path = crops_dir / crop_path(event)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"\xff\xd8")
+        paths.append(path)
+    return paths
+
+
+def test_crop_files_of_finds_every_crop_of_the_person_sorted(tmp_path):
+    theirs = touch(
+        tmp_path,
+        make("Barack_Obama", "garage", s(86_400), event_id="cccccccc"),  # next day
+        make("Barack_Obama", "door", s(0), event_id="aaaaaaaa"),
+        make("Barack_Obama", "door", s(130), event_id="bbbbbbbb"),
+    )
+    touch(tmp_path, make("Barack_Obama_Jr", "door", s(0)), make("Barack", "door", s(1)), make(None, "door", s(2)))
+    assert crop_files_of(tmp_path, "Barack_Obama") == [theirs[1], theirs[2], theirs[0]]
+    assert [p.relative_to(tmp_path).as_posix() for p in crop_files_of(tmp_path, "Barack_Obama")] == [
+        "2026-11-22/door/Barack_Obama_080102.345Z_aaaaaaaa.jpg",
+        "2026-11-22/door/Barack_Obama_080312.345Z_bbbbbbbb.jpg",
+        "2026-11-23/garage/Barack_Obama_080102.345Z_cccccccc.jpg",
+    ]
+
+
+def test_crop_files_of_does_not_match_a_name_that_only_starts_alike(tmp_path):
+    (jr,) = touch(tmp_path, make("Barack_Obama_Jr"))
+    (barack,) = touch(tmp_path, make("Barack", at=s(1)))
+    (unknown,) = touch(tmp_path, make(None, at=s(2)))
+    assert crop_files_of(tmp_path, "Barack_Obama") == []
+    assert crop_files_of(tmp_path, "Barack_Obama_Jr") == [jr]
+    assert crop_files_of(tmp_path, "Barack") == [barack]
+    assert crop_files_of(tmp_path, "Obama_Jr") == []  # nor one that ends alike
+    assert crop_files_of(tmp_path, "unknown") == [unknown]
+
+
+@pytest.mark.parametrize("person", ["Jane Doe, Jr.", "José María", "../../etc/passwd", "a" * 100, "J.R.R.Tolkien"])
+def test_crop_files_of_finds_crops_of_names_sanitised_on_disk(tmp_path, person):
+    (crop,) = touch(tmp_path, make(person))
+    touch(tmp_path, make("Someone_Else"))
+    assert crop_files_of(tmp_path, person) == [crop]
+
+
+def test_crop_files_of_matches_ids_that_sanitise_alike(tmp_path):
+    """Documented limit: file names carry sanitise(person), so these ids share their crops' names."""
+    (crop,) = touch(tmp_path, make("J.Doe"))
+    assert crop_files_of(tmp_path, "J_Doe") == [crop]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"person": None},
+        {"event_id": "../../x/../yyyyyy"},
+        {"event_id": "ab"},
+        {"device_id": "front-door_2"},
+        {"captured_at": datetime(2026, 1, 2, 23, 59, 59, 999999, tzinfo=UTC)},
+        {"captured_at": datetime(2026, 11, 22, 23, 30, 0, 7000, tzinfo=timezone(timedelta(hours=-2)))},
+    ],
+)
+def test_crop_files_of_finds_whatever_crop_path_names(tmp_path, overrides):
+    event = make(**overrides)
+    (crop,) = touch(tmp_path, event)
+    assert crop_files_of(tmp_path, event.person or "unknown") == [crop]
+
+
+def test_crop_files_of_skips_what_is_not_a_crop(tmp_path):
+    (crop,) = touch(tmp_path, make("Alice"))
+    folder = crop.parent
+    (folder / ".tmp-k2j3h4.jpg").write_bytes(b"partial")  # the archiver's temporary file while saving a crop
+    (folder / "Alice_notes.txt").write_text("x")
+    (folder / "Alice_080102.345Z_01234567.jpg.bak").write_text("x")
+    (folder / "Alice_080102.345Z_0123456789.jpg").write_text("x")  # id longer than 8
+    (folder / "Alice_0801.345Z_01234567.jpg").write_text("x")
+    (tmp_path / "Alice_080102.345Z_01234567.jpg").write_text("x")  # outside the date/device folders
+    (tmp_path / "2026-11-22" / "Alice_080102.345Z_01234567.jpg").write_text("x")
+    (tmp_path / "notadate" / "cam1").mkdir(parents=True)
+    (tmp_path / "notadate" / "cam1" / crop.name).write_text("x")
+    (tmp_path / "2026-11-22" / "cam2" / crop.name).mkdir(parents=True)  # a folder named like a crop
+    assert crop_files_of(tmp_path, "Alice") == [crop]
+
+
+def test_crop_files_of_missing_folder_is_empty(tmp_path):
+    assert crop_files_of(tmp_path / "never-created", "Alice") == []
