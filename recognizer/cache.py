@@ -51,3 +51,13 @@ class EncodingCache:
         except OSError as exc:
             log.warning("encoding cache %s not writable: %s", self.directory, exc)
         return encoding
+
+    def discard(self, data: bytes) -> bool:
+        """Delete the cached encoding of ``data`` (e.g. when its person is forgotten); whether there was one."""
+        if self.directory is None:
+            return False
+        try:
+            (self.directory / f"{self.key(data)}.npy").unlink()
+            return True
+        except FileNotFoundError:
+            return False

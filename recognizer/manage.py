@@ -215,15 +215,21 @@ def cmd_import(args: argparse.Namespace, settings: RecognizerSettings) -> int:
 def cmd_forget(args: argparse.Namespace, settings: RecognizerSettings) -> int:
     from recognizer import store
     from recognizer.gallery import open_source
+    from recognizer.service import gallery_cache
 
     person = store.person_id(args.name)
+    source, cache = open_source(settings.gallery), gallery_cache(settings)
+    photos = {key: source.read(key) for keys in store.people_keys(source.list_images()).get(person, {}).values()
+              for key in keys}
     try:
-        for key in store.remove(open_source(settings.gallery), person):
+        for key in store.remove(source, person):
             print(f"removed {key}")
     except store.GalleryError:
         if not args.purge_history:
             raise
         print(f"{person} is not in the gallery")
+    cached = sum(cache.discard(data) for data in photos.values())
+    print(f"deleted {cached} cached face encodings of {person} from {cache.directory} (this machine only)")
     if args.purge_history:
         from archiver.history import purge_person
         from archiver.influx import make_writer

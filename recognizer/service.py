@@ -68,12 +68,18 @@ def face_event(
     )
 
 
+def gallery_cache(settings: RecognizerSettings) -> EncodingCache:
+    """The on-disk cache of gallery encodings at ``settings.cache_dir``, keyed by photo and every encoding parameter."""
+    params = f"dlib-resnet-small-jitters{faces.GALLERY_JITTERS}-minface{settings.gallery_min_face_px}-v2"
+    return EncodingCache(settings.cache_dir, params)
+
+
 def gallery_encoder(settings: RecognizerSettings) -> Callable[[bytes], np.ndarray]:
-    """``encode(photo_bytes) -> 128-d encoding`` for gallery photos, through the on-disk encoding cache: the photo must
+    """``encode(photo_bytes) -> 128-d encoding`` for gallery photos, through :func:`gallery_cache`: the photo must
     be at most ``gallery_max_photo_bytes`` long and show exactly one face at least ``gallery_min_face_px`` wide.
     Raises ImageError with the reason otherwise. The recognizer and ``facebus faces`` use this one function."""
     min_face_px, max_bytes = settings.gallery_min_face_px, settings.gallery_max_photo_bytes
-    cache = EncodingCache(settings.cache_dir, f"dlib-resnet-small-jitters{faces.GALLERY_JITTERS}-minface{min_face_px}-v2")
+    cache = gallery_cache(settings)
 
     def encode(data: bytes) -> np.ndarray:
         if len(data) > max_bytes:

@@ -215,7 +215,7 @@ def test_import_refuses_zip_bombs_path_traversal_and_oversized_bundles(gallery, 
     assert not Path("/tmp/Authorised/x.jpg").exists()
 
 
-def test_forget_with_purge_history_deletes_gallery_photos_crops_and_entries(gallery, influxd, tmp_path):
+def test_forget_with_purge_history_deletes_gallery_photos_crops_and_entries(gallery, influxd, tmp_path, cache_dir):
     spec, run = gallery
     assert run("add", "Paul_Rudd", PAUL).returncode == 0
     assert run("add", "Tom_Hanks", TOM[0]).returncode == 0
@@ -231,11 +231,14 @@ def test_forget_with_purge_history_deletes_gallery_photos_crops_and_entries(gall
         path.write_bytes(b"jpeg")
     writer.write([point_for(entry_for(event)).to_line_protocol() for event in events])
 
+    cached = set(cache_dir.glob("*.npy"))
     done = run("forget", "Paul Rudd", "--purge-history", "--crops-dir", crops, "--influx-url", influxd.url,
                "--influx-api", "v1", "--influx-database", settings.database)
     assert done.returncode == 0, done.stderr
     assert "removed Authorised/Paul_Rudd/" in done.stdout
     assert "deleted 3 crops and 3 InfluxDB entries of Paul_Rudd" in done.stdout
+    assert "deleted 1 cached face encodings of Paul_Rudd" in done.stdout
+    assert len(cached - set(cache_dir.glob("*.npy"))) == 1, "his encoding is gone from the cache, Tom's stays"
     assert [k.split("/")[1] for k in run.keys()] == ["Tom_Hanks"]
     assert [p.name.split("_")[0] for p in crops.rglob("*.jpg")] == ["Tom"]
     rows = writer.query('SELECT count("event_id") FROM "face_entry" GROUP BY "person"')["results"][0]["series"]
