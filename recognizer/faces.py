@@ -92,7 +92,7 @@ def encode_photo(data: bytes, max_side_px: int = 1024, num_jitters: int = GALLER
 
     Raises ImageError when the bytes are not a readable image or no face is found.
     """
-    rgb, boxes, _ = _photo_faces(data, max_side_px)
+    rgb, boxes = _photo_faces(data, max_side_px)
     if not boxes:
         raise ImageError("no face found")
     return encode(rgb, boxes[:1], num_jitters)[0]
@@ -108,7 +108,7 @@ def encode_gallery_photo(
     Raises ImageError, with the reason as its message: not a readable image, no face found, the face is too small,
     or more than one face.
     """
-    rgb, boxes, _ = _photo_faces(data, max_side_px)
+    rgb, boxes = _photo_faces(data, max_side_px)
     widths_px = [right - left for _, right, _, left in boxes]
     large = [box for box, width in zip(boxes, widths_px) if width >= min_face_px]
     if not boxes:
@@ -123,10 +123,9 @@ def encode_gallery_photo(
     return encode(rgb, large, num_jitters)[0]
 
 
-def _photo_faces(data: bytes, max_side_px: int) -> tuple[np.ndarray, list[Box], float]:
-    """The photo as RGB shrunk to at most ``max_side_px``, its HOG face boxes (pixels of that copy, largest first)
-    and the scale applied (<= 1)."""
+def _photo_faces(data: bytes, max_side_px: int) -> tuple[np.ndarray, list[Box]]:
+    """The photo as RGB shrunk to at most ``max_side_px``, and its HOG face boxes (pixels of that copy, largest
+    first)."""
     rgb = load_photo(data)
-    scale = min(1.0, max_side_px / max(rgb.shape[:2]))
-    rgb = scale_image(rgb, scale)
-    return rgb, detect(rgb, max_width_px=640, upsample=1, profiles=False), scale
+    rgb = scale_image(rgb, min(1.0, max_side_px / max(rgb.shape[:2])))
+    return rgb, detect(rgb, max_width_px=640, upsample=1, profiles=False)

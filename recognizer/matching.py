@@ -107,16 +107,14 @@ class GalleryIndex:
 def lookalikes(index: GalleryIndex, tolerance: float) -> dict[str, tuple[str, float]]:
     """For each gallery person with an image within ``tolerance`` of another person's image: (that other person, the
     smallest such face distance). Such pairs are one person under two names, or two people the matcher cannot tell
-    apart (the margin rule then answers unknown for both). One :meth:`GalleryIndex.distances` per image: O(N^2)."""
+    apart (the margin rule then answers unknown for both). Each image is matched against the gallery: O(N^2)."""
     found: dict[str, tuple[str, float]] = {}
-    if len(index.people) < 2:
-        return found
-    rows_person = np.repeat(np.arange(len(index.people)), np.diff(np.append(index._starts, len(index))))
-    for row, entry in enumerate(index.entries):
-        distances = index.distances(entry.encoding)
-        distances[rows_person == rows_person[row]] = np.inf
-        other = int(np.argmin(distances))
-        distance = float(distances[other])
-        if distance <= tolerance and distance < found.get(entry.person, ("", np.inf))[1]:
-            found[entry.person] = (index.entries[other].person, distance)
+    for entry in index.entries:
+        match = index.match(entry.encoding, tolerance)
+        if match.nearest_person == entry.person:  # the usual case: its own image; the nearest other is second
+            other, distance = match.second_person, match.second_distance
+        else:  # another person's image is at least as near as its own
+            other, distance = match.nearest_person, match.distance
+        if other is not None and distance <= tolerance and distance < found.get(entry.person, ("", np.inf))[1]:
+            found[entry.person] = (other, distance)
     return found

@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 
 STORED_MAX_SIDE_PX = 1024  # the recognizer encodes gallery photos at this size: storing more buys nothing
 STORED_JPEG_QUALITY = 92
-MAX_PHOTO_PIXELS = 50_000_000
 CATEGORY_FOLDER = {Category.authorised: "Authorised", Category.restricted: "Restricted"}
 
 Encoder = Callable[[bytes], np.ndarray]
@@ -71,7 +70,7 @@ def prepare(photo: Photo, encode: Encoder, max_photo_bytes: int) -> bytes:
     (which also fills the recognizer's encoding cache). Raises ImageError with the reason."""
     if len(photo.data) > max_photo_bytes:
         raise ImageError(f"file of {len(photo.data)} bytes is over the {max_photo_bytes} byte limit")
-    rgb = load_photo(photo.data, max_pixels=MAX_PHOTO_PIXELS)
+    rgb = load_photo(photo.data)
     rgb = scale_image(rgb, min(1.0, STORED_MAX_SIDE_PX / max(rgb.shape[:2])))
     jpeg = encode_jpeg(rgb, STORED_JPEG_QUALITY)
     encode(jpeg)
