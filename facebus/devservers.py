@@ -6,6 +6,7 @@ Needs the Debian packages ``mosquitto`` and ``influxdb`` and the PyPI package ``
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -20,9 +21,17 @@ import requests
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports on 127.0.0.1 that nothing listens on right now. All are held bound until the
+    last is chosen: one at a time, the kernel may hand out a port it has just given (about 1 in 100 for 14)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
 
 
 def _wait_for_port(port: int, process: subprocess.Popen, timeout_s: float, name: str) -> None:
@@ -93,12 +102,14 @@ def start_mosquitto(state_dir: Path, port: int | None = None) -> Server:
 def start_influxd(state_dir: Path, port: int | None = None) -> Server:
     """InfluxDB 1.x (Debian's influxd) on 127.0.0.1 with HTTP on ``port`` and its RPC port also free."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    port = port or free_port()
+    candidates = free_ports(2)
+    port = port or candidates[0]
+    rpc_port = next(p for p in candidates if p != port)
     data = state_dir.resolve()
     conf = state_dir / "influxdb.conf"
     conf.write_text(
         f"""reporting-enabled = false
-bind-address = "127.0.0.1:{free_port()}"
+bind-address = "127.0.0.1:{rpc_port}"
 [meta]
   dir = "{data}/meta"
 [data]
@@ -133,16 +144,19 @@ bind-address = "127.0.0.1:{free_port()}"
     return server
 
 
+#: Every port flag of `weed mini` 4.48: each gets a free loopback port, so nothing collides with a running server.
+SEAWEEDFS_PORT_FLAGS = ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
+                        "filer.port.grpc", "s3.port", "s3.port.grpc", "s3.port.iceberg", "s3.port.lance",
+                        "metricsPort", "debug.port", "admin.port", "admin.port.grpc")
+
+
 def start_seaweedfs(
     state_dir: Path, bucket: str, access_key: str, secret_key: str, ports: dict[str, int] | None = None
 ) -> Server:
     """SeaweedFS ``weed mini`` (a real S3 server with SigV4) with every port explicit and free; creates ``bucket``.
     ``ports`` (a stopped server's ``extra["ports"]``) restarts it on the same ports and data."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    names = ["master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc",
-             "s3.port", "s3.port.grpc", "s3.port.iceberg", "s3.port.lance", "metricsPort", "debug.port",
-             "admin.port", "admin.port.grpc"]
-    ports = ports or {name: free_port() for name in names}
+    ports = ports or dict(zip(SEAWEEDFS_PORT_FLAGS, free_ports(len(SEAWEEDFS_PORT_FLAGS))))
     args = [_binary("weed"), "mini", f"-dir={state_dir.resolve()}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             *(f"-{name}={port}" for name, port in ports.items()),
             "-webdav=false", "-admin.ui=false", "-master.telemetry=false", f"-bucket={bucket}"]

@@ -402,10 +402,8 @@ def test_seaweedfs_command_runs_on_the_real_server_with_the_env_credentials(tmp_
     for arg in command[1:]:
         flag = arg.split("=", 1)[0]
         args.append(f"{flag}={moved[flag]}" if flag in moved else arg)
-    ports = {name: devservers.free_port() for name in (
-        "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc",
-        "s3.port", "s3.port.grpc", "s3.port.iceberg", "s3.port.lance", "metricsPort", "debug.port",
-        "admin.port", "admin.port.grpc")}
+    flags = devservers.SEAWEEDFS_PORT_FLAGS
+    ports = dict(zip(flags, devservers.free_ports(len(flags))))
     args = [a for a in args if not a.startswith("-s3.port=")] + [f"-{k}={v}" for k, v in ports.items()]
     env = dict(os.environ, AWS_ACCESS_KEY_ID="compose-key", AWS_SECRET_ACCESS_KEY="compose-secret")
     log_path = tmp_path / "weed.log"

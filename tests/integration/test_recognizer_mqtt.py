@@ -88,6 +88,9 @@ def test_availability_is_retained_online(recognizer, listener, mosquitto):
         time.sleep(0.05)
     late = Listener(mosquitto.port)
     try:
+        deadline = time.monotonic() + 10
+        while not availability(late) and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert [(m.payload, bool(m.retain)) for m in availability(late)] == [(b"online", True)]
     finally:
         late.close()
