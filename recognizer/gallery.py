@@ -201,6 +201,7 @@ class GalleryLoader:
         self.encode_photo = encode_photo
         self._known: dict[str, tuple[str, GalleryEntry | Rejected]] = {}
         self.index = GalleryIndex([])
+        self.listed: list[str] = []  # every key of the last listing, in the gallery layout or not
 
     @property
     def rejected(self) -> list[Rejected]:
@@ -211,13 +212,14 @@ class GalleryLoader:
         """List the source and bring :attr:`index` up to date. Raises (leaving :attr:`index` as it was) only when the
         source cannot be listed (missing folder, S3 unreachable); an image that cannot be read is rejected.
         ``progress`` wraps the keys to read (e.g. ``tqdm``)."""
-        listing = {key: tag for key, tag in self.source.list_images().items() if parse_key(key) is not None}
+        listed = self.source.list_images()
+        listing = {key: tag for key, tag in listed.items() if parse_key(key) is not None}
         removed = sorted(set(self._known) - set(listing))
         added = sorted(key for key, tag in listing.items() if self._known.get(key, ("",))[0] != tag)
         known = {key: value for key, value in self._known.items() if key in listing}
         for key in progress(added):
             known[key] = (listing[key], self._load(key))
-        self._known = known
+        self._known, self.listed = known, sorted(listed)
         if added or removed:
             self.index = GalleryIndex([item for _, item in known.values() if isinstance(item, GalleryEntry)])
         return Refresh(added, removed)

@@ -150,9 +150,9 @@ def cmd_list(args: argparse.Namespace, settings: RecognizerSettings) -> int:
 
     loader = open_gallery(settings)
     loader.refresh(lambda keys: _progress(keys, "checking photos"))
-    keys = loader.source.list_images()
     lookalike = lookalikes(loader.index, settings.tolerance)
-    rows, ignored = store.summarize(keys, loader.rejected, lookalike), store.outside_layout(keys)
+    rows = store.summarize(loader.listed, loader.rejected, lookalike)
+    ignored = store.outside_layout(loader.listed)
     if args.json:
         print(json.dumps({"people": [asdict(row) for row in rows], "ignored": ignored}, indent=2))
     else:
