@@ -21,6 +21,14 @@ S3_SECRET_KEY = "facebus-test-secret"
 S3_BUCKET = "faces"
 
 
+def wait_for(predicate, timeout_s: float) -> bool:
+    """Poll ``predicate`` every 50 ms until it is true or ``timeout_s`` has passed; returns its last value."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return predicate()
+
+
 @pytest.fixture(scope="session")
 def mosquitto(tmp_path_factory):
     server = devservers.start_mosquitto(tmp_path_factory.mktemp("mosquitto"))

@@ -15,6 +15,7 @@ from archiver.service import Archiver, BatchWriter, run
 from facebus.mqtt import MqttClient
 from facebus.settings import InfluxSettings, MqttSettings
 from facebus.topics import Topics
+from tests.conftest import wait_for
 from tests.factories import face_event
 
 pytestmark = pytest.mark.integration
@@ -64,13 +65,6 @@ def archiver(mosquitto, influxd, tmp_path):
     thread.join(15)
 
 
-def wait_for(predicate, timeout_s=10.0):
-    deadline = time.monotonic() + timeout_s
-    while not predicate() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return predicate()
-
-
 def rows(writer, where="WHERE time > now() - 7d"):
     body = writer.query(f'SELECT * FROM "face_entry" {where}')
     series = body["results"][0].get("series", [])
@@ -90,7 +84,7 @@ def test_events_become_throttled_entries_with_crops(archiver):
     ]
     for e in sent:
         sender.publish(TOPICS.face(e.device_id), e.to_json(), qos=1)
-    assert wait_for(lambda: len(rows(writer)) == 4)
+    assert wait_for(lambda: len(rows(writer)) == 4, timeout_s=10)
     got = sorted((r["person"], r["device"]) for r in rows(writer))
     assert got == [("Alice", "door"), ("Alice", "door"), ("unknown", "door"), ("unknown", "garage")]
     for r in rows(writer):
@@ -105,9 +99,9 @@ def test_bad_events_are_counted_and_do_not_stop_the_archiver(archiver):
     service, sender, writer = archiver
     for payload in (b"{not json", b'{"schema_version": 1}', event("Bob", crop_jpeg_b64="@@@").to_json(), b"\xff" * 10):
         sender.publish(TOPICS.face("door"), payload, qos=1)
-    assert wait_for(lambda: service.counters.get("events_bad") == 4)
+    assert wait_for(lambda: service.counters.get("events_bad") == 4, timeout_s=10)
     sender.publish(TOPICS.face("door"), event("Carol").to_json(), qos=1)
-    assert wait_for(lambda: [r["person"] for r in rows(writer)] == ["Carol"])
+    assert wait_for(lambda: [r["person"] for r in rows(writer)] == ["Carol"], timeout_s=10)
     assert service.counters.get("callback_errors") == 0
 
 
@@ -124,7 +118,7 @@ def test_entries_wait_while_influxdb_is_down_and_arrive_when_it_is_back(tmp_path
     try:
         server.stop()
         batch.put("face_entry,person=Dora distance=0.3 1700000000000")
-        assert wait_for(lambda: counters.get("write_errors") >= 1)
+        assert wait_for(lambda: counters.get("write_errors") >= 1, timeout_s=10)
         assert batch.pending() == 1
         server = start_influxd(tmp_path / "influx", port=server.port)
         assert wait_for(lambda: counters.get("entries_written") == 1, timeout_s=20)
@@ -148,11 +142,11 @@ def test_stats_and_availability_messages_become_metrics(archiver):
         series = writer.query(q)["results"][0].get("series", [])
         return [dict(zip(s["columns"], v)) for s in series for v in s["values"]]
 
-    assert wait_for(lambda: query('SELECT fps, frames_dropped FROM device_stats WHERE device = \'door\''))
+    assert wait_for(lambda: query('SELECT fps, frames_dropped FROM device_stats WHERE device = \'door\''), timeout_s=10)
     (row,) = query("SELECT fps, frames_dropped FROM device_stats WHERE device = 'door'")
     assert row["fps"] == 5.0 and row["frames_dropped"] == 4
     assert query("SELECT gallery_people FROM service_stats WHERE service = 'recognizer'")[0]["gallery_people"] == 22
-    assert wait_for(lambda: query("SELECT online FROM device_availability WHERE device = 'door'"))
+    assert wait_for(lambda: query("SELECT online FROM device_availability WHERE device = 'door'"), timeout_s=10)
     assert query("SELECT last(online) FROM device_availability WHERE device = 'door'")[0]["last"] == 1
     assert service.counters.get("stats_bad") == 1
     sender.publish(TOPICS.device_availability("door"), b"", qos=1, retain=True)  # clear the retained message

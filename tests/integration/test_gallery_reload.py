@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import threading
-import time
 
 import pytest
 
@@ -14,7 +13,7 @@ from facebus.devservers import start_seaweedfs
 from facebus.mqtt import MqttClient
 from facebus.settings import MqttSettings, RecognizerSettings
 from facebus.topics import Topics
-from tests.conftest import FACES_DEV, GALLERY, S3_ACCESS_KEY, S3_SECRET_KEY
+from tests.conftest import FACES_DEV, GALLERY, S3_ACCESS_KEY, S3_SECRET_KEY, wait_for
 from tests.integration.test_recognizer_mqtt import Listener
 
 pytestmark = pytest.mark.integration
@@ -24,13 +23,6 @@ OBAMA = GALLERY / "Authorised/Barack_Obama/obama.jpg"
 BIDEN = GALLERY / "Authorised/Joseph_Biden/biden.jpg"
 OBAMA_PROBE = (FACES_DEV / "probe/Barack_Obama/obama_small.jpg").read_bytes()
 BIDEN_PROBE = next((FACES_DEV / "probe/Joseph_Biden").glob("*.jpg")).read_bytes()
-
-
-def wait_for(predicate, timeout_s=30.0):
-    deadline = time.monotonic() + timeout_s
-    while not predicate() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return predicate()
 
 
 class Running:
@@ -79,7 +71,7 @@ def test_folder_gallery_upload_change_and_deletion_while_running(mosquitto, tmp_
     shutil.copy(OBAMA, root / "Authorised/Barack_Obama.jpg")
     running = Running(mosquitto.port, str(root), tmp_path / "cache")
     try:
-        assert wait_for(lambda: running.people() == {"Barack_Obama"})
+        assert wait_for(lambda: running.people() == {"Barack_Obama"}, timeout_s=30)
         assert running.name(OBAMA_PROBE) == "Barack_Obama"
         assert running.name(BIDEN_PROBE) is None
 
@@ -89,13 +81,13 @@ def test_folder_gallery_upload_change_and_deletion_while_running(mosquitto, tmp_
         rex_rejected = [{"key": "Authorised/Rex.jpg", "reason": "no face found"}]
         # Two copies, not atomic: a poll between them (or during the second) publishes a state on the way.
         assert wait_for(lambda: running.people() == {"Barack_Obama", "Joseph_Biden"}
-                        and running.state()["rejected"] == rex_rejected)
+                        and running.state()["rejected"] == rex_rejected, timeout_s=30)
         state = running.state()
         assert {"person": "Joseph_Biden", "category": "restricted", "images": 1} in state["people"]
         assert running.name(BIDEN_PROBE) == "Joseph_Biden"
 
         (root / "Authorised/Barack_Obama.jpg").unlink()
-        assert wait_for(lambda: running.people() == {"Joseph_Biden"})
+        assert wait_for(lambda: running.people() == {"Joseph_Biden"}, timeout_s=30)
         assert running.name(OBAMA_PROBE) is None
     finally:
         running.close()
@@ -110,18 +102,18 @@ def test_s3_down_keeps_the_last_gallery_and_reloads_when_back(mosquitto, tmp_pat
     from recognizer.gallery import make_s3_client
 
     client = make_s3_client()
-    assert wait_for(lambda: _bucket_ready(client, "reload"))
+    assert wait_for(lambda: _bucket_ready(client, "reload"), timeout_s=30)
     client.put_object(Bucket="reload", Key="Authorised/Barack_Obama.jpg", Body=OBAMA.read_bytes())
     running = Running(mosquitto.port, "s3://reload/", tmp_path / "cache")
     try:
-        assert wait_for(lambda: running.people() == {"Barack_Obama"})
+        assert wait_for(lambda: running.people() == {"Barack_Obama"}, timeout_s=30)
         server.stop()
         errors = running.service.counters.get("gallery_errors")
         assert wait_for(lambda: running.service.counters.get("gallery_errors") > errors, timeout_s=60)
         assert running.name(OBAMA_PROBE) == "Barack_Obama", "the last good gallery stays in force"
 
         server = start_seaweedfs(tmp_path / "s3", "reload", S3_ACCESS_KEY, S3_SECRET_KEY, ports=server.extra["ports"])
-        assert wait_for(lambda: _bucket_ready(client, "reload"))
+        assert wait_for(lambda: _bucket_ready(client, "reload"), timeout_s=30)
         client.put_object(Bucket="reload", Key="Authorised/Joseph_Biden.jpg", Body=BIDEN.read_bytes())
         assert wait_for(lambda: running.people() == {"Barack_Obama", "Joseph_Biden"}, timeout_s=60)
         assert running.name(BIDEN_PROBE) == "Joseph_Biden"
@@ -156,13 +148,13 @@ def test_faces_add_and_remove_reach_a_running_recognizer_on_s3(mosquitto, s3_env
     assert faces("add", "Barack Obama", OBAMA).returncode == 0
     running = Running(mosquitto.port, spec, tmp_path / "cache")
     try:
-        assert wait_for(lambda: running.people() == {"Barack_Obama"})
+        assert wait_for(lambda: running.people() == {"Barack_Obama"}, timeout_s=30)
         added = faces("add", "Joseph Biden", BIDEN, "--restricted")
         assert added.returncode == 0, added.stderr
-        assert wait_for(lambda: running.people() == {"Barack_Obama", "Joseph_Biden"})
+        assert wait_for(lambda: running.people() == {"Barack_Obama", "Joseph_Biden"}, timeout_s=30)
         assert running.name(BIDEN_PROBE) == "Joseph_Biden"
         assert faces("remove", "Barack_Obama").returncode == 0
-        assert wait_for(lambda: running.people() == {"Joseph_Biden"})
+        assert wait_for(lambda: running.people() == {"Joseph_Biden"}, timeout_s=30)
         assert running.name(OBAMA_PROBE) is None
     finally:
         running.close()

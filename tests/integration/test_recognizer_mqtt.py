@@ -13,7 +13,7 @@ from facebus.events import CAPTURE_TIME_PROPERTY, FaceEvent, parse_time
 from facebus.mqtt import MqttClient, user_properties
 from facebus.settings import MqttSettings, RecognizerSettings
 from facebus.topics import Topics
-from tests.conftest import FACES_DEV, GALLERY
+from tests.conftest import FACES_DEV, GALLERY, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -59,9 +59,7 @@ class Listener:
         return [FaceEvent.model_validate_json(m.payload) for m in self.messages if m.topic == TOPICS.face(device)]
 
     def wait_events(self, device: str, count: int, timeout_s: float = 20) -> list[FaceEvent]:
-        deadline = time.monotonic() + timeout_s
-        while len(self.events(device)) < count and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: len(self.events(device)) >= count, timeout_s)
         return self.events(device)
 
     def close(self) -> None:
@@ -83,14 +81,10 @@ def test_availability_is_retained_online(recognizer, listener, mosquitto):
     # The first listener may subscribe before the broker has the recognizer's "online" (it then gets an earlier
     # retained value and the live "online" after): once it has seen "online", a subscriber arriving later must get
     # it at once, retained.
-    deadline = time.monotonic() + 10
-    while not any(m.payload == b"online" for m in availability(listener)) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: any(m.payload == b"online" for m in availability(listener)), timeout_s=10)
     late = Listener(mosquitto.port)
     try:
-        deadline = time.monotonic() + 10
-        while not availability(late) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: availability(late), timeout_s=10)
         assert [(m.payload, bool(m.retain)) for m in availability(late)] == [(b"online", True)]
     finally:
         late.close()
@@ -125,9 +119,7 @@ def test_bad_frames_are_counted_and_the_service_keeps_running(recognizer, listen
     listener.publish_frame("lab2", good[: len(good) // 3])  # truncated JPEG
     listener.publish_frame("lab", b"\xff\xd8" + b"\0" * 2_100_000)  # over max_frame_bytes
     listener.client.publish("facebus/bad device/frame", good).wait_for_publish(5)  # invalid device id
-    deadline = time.monotonic() + 10
-    while recognizer.counters.get("frames_bad") < before + 4 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: recognizer.counters.get("frames_bad") >= before + 4, timeout_s=10)
     assert recognizer.counters.get("frames_bad") == before + 4
     listener.publish_frame("lab", good)
     assert listener.wait_events("lab", 1)[0].person == "Barack_Obama"
@@ -137,9 +129,7 @@ def test_bad_frames_are_counted_and_the_service_keeps_running(recognizer, listen
 def test_a_picture_without_faces_gives_no_event(recognizer, listener):
     processed = recognizer.counters.get("frames_processed")
     listener.publish_frame("zoo", (FACES_DEV / "noface/coffee.jpg").read_bytes())
-    deadline = time.monotonic() + 10
-    while recognizer.counters.get("frames_processed") == processed and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: recognizer.counters.get("frames_processed") != processed, timeout_s=10)
     time.sleep(0.3)
     assert listener.events("zoo") == []
 
@@ -149,13 +139,10 @@ def test_a_busy_recognizer_keeps_only_the_newest_frame_per_device(recognizer, li
     dropped = recognizer.counters.get("frames_dropped")
     for _ in range(10):
         listener.publish_frame("burst", photo)
-    deadline = time.monotonic() + 30
     # publish() returns once the broker has the frame, not once the recognizer does: wait for all ten to arrive
     # before waiting for the slot to drain, or an empty slot before the first arrival ends the wait early.
-    while recognizer.counters.get("frames_in/burst") < 10 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    while len(recognizer.slots) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: recognizer.counters.get("frames_in/burst") >= 10, timeout_s=10)
+    wait_for(lambda: not len(recognizer.slots), timeout_s=20)
     assert recognizer.counters.get("frames_in/burst") == 10
     assert recognizer.counters.get("frames_dropped") > dropped
     time.sleep(1)
