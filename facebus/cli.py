@@ -56,7 +56,8 @@ def cmd_publisher(args: argparse.Namespace) -> int:
 def cmd_recognizer(args: argparse.Namespace) -> int:
     mqtt_settings, settings = cfg.load(cfg.MqttSettings, args), cfg.load(cfg.RecognizerSettings, args)
     from facebus.mqtt import MqttClient
-    from recognizer.service import Recognizer, open_gallery
+    from recognizer.photos import open_gallery
+    from recognizer.service import Recognizer
 
     try:
         gallery = open_gallery(settings)

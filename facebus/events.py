@@ -1,10 +1,11 @@
-"""The face event: one JSON object per face found in a frame, published by the recognizer (docs/mqtt.md).
+"""The face event: one JSON object per face track and decision, published by the recognizer (docs/mqtt.md).
 
-The JSON Schema in ``docs/schemas/face-event.v1.json`` is generated from :class:`FaceEvent`
+The JSON Schema in ``docs/schemas/face-event.v2.json`` is generated from :class:`FaceEvent`
 (``facebus schema``) and a test fails when the two drift apart.
 
-Versioning: ``schema_version`` is 1. Optional fields may be added within a version (consumers ignore unknown keys);
-a rename or a change of meaning makes version 2, published beside version 1 for a while.
+Versioning: ``schema_version`` is 2. Version 1 (one event per face per frame) ended when face tracks came: an event
+now describes a track (``decided``, ``changed``, ``ended``). Optional fields may be added within a version (consumers
+ignore unknown keys); a rename or a change of meaning makes the next version.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-SCHEMA_VERSION = 1
-SCHEMA_PATH = "docs/schemas/face-event.v1.json"
+from facebus.topics import DEVICE_ID_PATTERN
+
+SCHEMA_VERSION = 2
+SCHEMA_PATH = "docs/schemas/face-event.v2.json"
 
 
 class Category(str, Enum):
@@ -29,33 +32,71 @@ class Category(str, Enum):
     unknown = "unknown"
 
 
+class EventType(str, Enum):
+    """Why a track's event was published."""
+
+    decided = "decided"
+    changed = "changed"
+    ended = "ended"
+
+
+class Reason(str, Enum):
+    """Why a track has the identity it has."""
+
+    matched = "matched"
+    no_match = "no_match"
+    ambiguous = "ambiguous"
+    too_small = "too_small"
+    too_blurred = "too_blurred"
+    empty_gallery = "empty_gallery"
+
+
 Box = Annotated[
     tuple[int, int, int, int],
     Field(description="[top, right, bottom, left] in pixels of the published frame (face_recognition order)."),
 ]
 
 
+class FaceQuality(BaseModel):
+    """How good the track's best view was (the quality gate's measures)."""
+
+    width_px: int = Field(..., ge=0, description="Face box width in pixels of the frame.")
+    sharpness: float = Field(..., ge=0, description="Variance of the Laplacian of the face at 64x64 (higher = sharper).")
+    frontal: float = Field(..., ge=0, le=1, description="1 for a frontal face, towards 0 for a profile.")
+
+
 class FaceEvent(BaseModel):
-    """One face seen by a camera, as published on ``<prefix>/<device_id>/face`` (QoS 1, not retained)."""
+    """A face track's identity, as published on ``<prefix>/<device_id>/face`` (QoS 1, not retained): when the track
+    is first decided, when its identity changes, and when it ends (with the summary)."""
 
     model_config = ConfigDict(extra="ignore", title="facebus face event")
 
-    schema_version: Literal[1] = Field(SCHEMA_VERSION, description="Version of this payload's schema.")
+    schema_version: Literal[2] = Field(SCHEMA_VERSION, description="Version of this payload's schema.")
     event_id: str = Field(
         default_factory=lambda: uuid.uuid4().hex,
         min_length=1,
         max_length=64,
         description="Unique id of this event (hex UUID4); consumers drop duplicates by it.",
     )
-    device_id: str = Field(..., pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Camera that captured the frame.")
-    captured_at: AwareDatetime = Field(
-        ..., description="Capture time of the frame, UTC RFC 3339 (the receive time when the camera sent none)."
+    event_type: EventType = Field(
+        ..., description="decided: first identity of the track; changed: its identity changed; ended: track over."
     )
-    recognized_at: AwareDatetime = Field(..., description="Time the recognizer finished this frame, UTC RFC 3339.")
+    track_id: str = Field(..., min_length=1, max_length=64, description="Id of the face track (unique per recognizer run).")
+    model: str = Field(..., min_length=1, max_length=64, description="Face model that made the encodings, e.g. yunet-sface.")
+    device_id: str = Field(..., pattern=DEVICE_ID_PATTERN, description="Camera that captured the frames.")
+    captured_at: AwareDatetime = Field(
+        ..., description="Capture time of the frame that caused this event (the receive time when the camera sent none), UTC RFC 3339."
+    )
+    recognized_at: AwareDatetime = Field(..., description="Time the recognizer published this event, UTC RFC 3339.")
+    first_seen: AwareDatetime = Field(..., description="Capture time of the track's first frame.")
+    last_seen: AwareDatetime = Field(..., description="Capture time of the track's latest frame.")
     person: str | None = Field(..., description="Gallery person id (file or folder name); null when unknown.")
     category: Category = Field(..., description="authorised, restricted or unknown.")
+    reason: Reason = Field(
+        ..., description="matched; or why unknown: no_match, ambiguous, too_small, too_blurred (quality gate), empty_gallery."
+    )
     distance: float | None = Field(
-        ..., ge=0, description="Face distance to the nearest gallery encoding (lower = more alike); null if the gallery is empty."
+        ..., ge=0, description="Smallest face distance of the decision's samples to the gallery (lower = more alike); null when nothing was encoded."
     )
     tolerance: float = Field(..., gt=0, description="Tolerance in force: a distance at or below it is a match.")
     margin: float = Field(0.0, ge=0, description="Margin in force: second_distance - distance must reach it.")
@@ -64,12 +105,16 @@ class FaceEvent(BaseModel):
     matched_image: str | None = Field(
         None, description="Gallery key of the nearest image (e.g. Authorised/Alice/1.jpg), matched or not."
     )
+    frames: int = Field(..., ge=1, description="Frames of the track processed so far.")
+    samples: int = Field(..., ge=0, description="Views of the track encoded and matched so far.")
+    votes: dict[str, int] = Field(
+        default_factory=dict, description="Samples per nearest accepted person; key \"\" for samples that matched nobody."
+    )
+    quality: FaceQuality = Field(..., description="The best view's quality.")
     box: Box
-    frame_width_px: int = Field(..., gt=0, description="Width of the published frame in pixels.")
-    frame_height_px: int = Field(..., gt=0, description="Height of the published frame in pixels.")
-    face_index: int = Field(0, ge=0, description="Index of this face among the faces of the frame (0-based).")
-    faces_in_frame: int = Field(1, ge=1, description="How many faces the frame held.")
-    crop_jpeg_b64: str = Field(..., description="Face crop with a margin, JPEG, base64 (standard alphabet).")
+    frame_width_px: int = Field(..., gt=0, description="Width of the frame of the best view in pixels.")
+    frame_height_px: int = Field(..., gt=0, description="Height of the frame of the best view in pixels.")
+    crop_jpeg_b64: str = Field(..., description="Crop of the best view with a margin, JPEG, base64 (standard alphabet).")
 
     @field_validator("captured_at", "recognized_at")
     @classmethod
@@ -79,6 +124,29 @@ class FaceEvent(BaseModel):
     def to_json(self) -> bytes:
         """UTF-8 JSON with explicit nulls (an unknown person stays ``"person": null``)."""
         return self.model_dump_json().encode()
+
+
+class TrackBox(BaseModel):
+    """One live track in a processed frame."""
+
+    track_id: str = Field(..., description="Id of the face track (as in its face events).")
+    box: Box
+    person: str | None = Field(..., description="The track's announced person; null while unknown or undecided.")
+    category: Category | None = Field(..., description="authorised, restricted, unknown; null while undecided.")
+
+
+class TracksMessage(BaseModel):
+    """The live tracks of one processed frame, on ``<prefix>/<device_id>/tracks`` (QoS 0, not retained): light, for
+    live views that draw boxes; the record of who was seen is the face events."""
+
+    model_config = ConfigDict(extra="ignore", title="facebus tracks")
+
+    schema_version: Literal[1] = Field(1, description="Version of this payload's schema.")
+    device_id: str = Field(..., pattern=DEVICE_ID_PATTERN, description="Camera that captured the frame.")
+    captured_at: AwareDatetime = Field(..., description="Capture time of the frame, UTC RFC 3339.")
+    frame_width_px: int = Field(..., gt=0, description="Width of the frame in pixels.")
+    frame_height_px: int = Field(..., gt=0, description="Height of the frame in pixels.")
+    tracks: list[TrackBox] = Field(default_factory=list, description="Tracks seen in this frame, largest box first.")
 
 
 def utc_now() -> datetime:

@@ -11,6 +11,7 @@ Flags are generated from the same fields (``--mqtt-host``, ``--device-id``, ...)
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
@@ -84,12 +85,18 @@ class RecognizerSettings(BaseSettings):
         title="Gallery",
         description="Folder or s3://bucket/prefix holding Authorised/ and Restricted/ (Person.jpg or Person/*.jpg).",
     )
-    tolerance: float = Field(
-        0.58,
+    model: Literal["yunet-sface", "dlib"] = Field(
+        "yunet-sface",
+        title="Face model",
+        description="yunet-sface (OpenCV YuNet + SFace, fast, the default) or dlib (face_recognition HOG + ResNet).",
+    )
+    tolerance: float | None = Field(
+        None,
         gt=0,
-        lt=1.5,
+        le=2,
         title="Tolerance",
-        description="Largest face distance still called a match; lower is stricter (see docs/accuracy.md).",
+        description="Largest face distance still called a match; lower is stricter. Empty: the model's default "
+        "(yunet-sface 1.0, dlib 0.58; see docs/accuracy.md).",
     )
     margin: float = Field(
         0.05,
@@ -98,20 +105,50 @@ class RecognizerSettings(BaseSettings):
         title="Margin",
         description="The nearest other person must be at least this much farther than the match, else unknown.",
     )
-    refine_jitters: int = Field(
-        5, ge=1, le=100, title="Refine jitters", description="Near misses are encoded again with this many re-samplings (1: off)."
-    )
-    refine_band: float = Field(
-        0.05, ge=0, lt=1, title="Refine band", description="A near miss lies at most this far above the tolerance."
-    )
     detect_max_width_px: int = Field(
         640, ge=160, le=4096, title="Detection width", description="Frames wider are shrunk to this width for detection (px)."
     )
+    detect_score: float = Field(
+        0.6, gt=0, lt=1, title="Detection score", description="yunet-sface: lowest detector confidence kept as a face."
+    )
     detect_upsample: int = Field(
-        1, ge=0, le=2, title="Detection upsample", description="HOG upsampling passes: 1 finds faces half as large, at 4x cost."
+        1, ge=0, le=2, title="Detection upsample", description="dlib: HOG upsampling passes (1 finds faces half as large, at 4x cost)."
     )
     detect_profiles: bool = Field(
-        True, title="Profile faces", description="Also run OpenCV's profile-face cascade (faces turned 45-90 degrees)."
+        True, title="Profile faces", description="dlib: also run OpenCV's profile-face cascade (faces turned 45-90 degrees)."
+    )
+    min_face_px: int = Field(
+        32, ge=8, le=1000, title="Minimum face size",
+        description="Quality gate: a face narrower than this (px of the frame) is never encoded or named (reason too_small).",
+    )
+    min_sharpness: float = Field(
+        20.0, ge=0, title="Minimum sharpness",
+        description="Quality gate: a face blurrier than this (variance of the Laplacian at 64x64) is never named (too_blurred).",
+    )
+    track_timeout_s: float = Field(
+        1.0, gt=0, le=60, title="Track timeout", description="A face track unseen this long (s, capture time) ends."
+    )
+    track_min_votes: int = Field(
+        2, ge=1, le=20, title="Votes to decide",
+        description="Encoded views a track needs before it is decided, and votes a person needs (with a majority) to be named.",
+    )
+    track_resample_s: float = Field(
+        1.0, gt=0, title="Re-encode interval", description="A decided track is encoded again after this long (s), or at once for a better view."
+    )
+    track_max: int = Field(32, ge=1, le=1000, title="Tracks per device", description="Most live face tracks per device.")
+    motion_threshold: float = Field(
+        1.5, ge=0, le=255, title="Motion threshold",
+        description="A frame differing less than this (mean grey levels at 64x36) from the last, with no live track, is skipped (0: off).",
+    )
+    scene_cut_threshold: float = Field(
+        0.15, gt=0, le=1, title="Scene cut threshold",
+        description="A frame whose grey histogram lies this far (Bhattacharyya, 0-1) from the last ends every live track (a cut, a moved camera).",
+    )
+    max_devices: int = Field(
+        1000, ge=1, title="Devices", description="Most devices with live state per worker; the longest quiet is forgotten first."
+    )
+    workers: int = Field(
+        0, ge=0, le=256, title="Workers", description="Worker processes (a device stays on one); 0: one per CPU core."
     )
     gallery_min_face_px: int = Field(
         60,
@@ -148,10 +185,21 @@ class RecognizerSettings(BaseSettings):
     )
 
 
-    @field_validator("cache_dir", mode="before")
+    @field_validator("cache_dir", "tolerance", mode="before")
     @classmethod
     def _empty_disables(cls, value: object) -> object:
         return None if value == "" else value
+
+    def tolerance_for(self, model: str) -> float:
+        """The tolerance in force for ``model``: the setting, else the model's default (docs/accuracy.md)."""
+        return self.tolerance if self.tolerance is not None else DEFAULT_TOLERANCES[model]
+
+    def worker_count(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
+
+# Chosen in docs/accuracy.md from the faces-dev curves (bench/accuracy.py).
+DEFAULT_TOLERANCES = {"yunet-sface": 1.0, "dlib": 0.58}
 
 
 class InfluxSettings(BaseSettings):

@@ -3,7 +3,8 @@
 Layout follows the zigbee2mqtt / Home Assistant convention ``<prefix>/<device_id>/<attribute>``::
 
     <prefix>/<device_id>/frame                  raw JPEG bytes, QoS 0, not retained
-    <prefix>/<device_id>/face                   one JSON FaceEvent per face, QoS 1, not retained
+    <prefix>/<device_id>/face                   one JSON FaceEvent per face track decision, QoS 1, not retained
+    <prefix>/<device_id>/tracks                 live track boxes per processed frame, JSON, QoS 0, not retained
     <prefix>/<device_id>/availability           "online" (retained) / "offline" (last will, retained)
     <prefix>/services/<service>/availability    same, for recognizer, archiver, ...
     <prefix>/services/<service>/stats           per-interval figures, JSON, QoS 0, not retained
@@ -58,6 +59,10 @@ class Topics:
     def face(self, device_id: str) -> str:
         """Topic the recognizer publishes one FaceEvent per face to, for frames of ``device_id``."""
         return f"{self.prefix}/{validate_device_id(device_id)}/face"
+
+    def tracks(self, device_id: str) -> str:
+        """Topic the recognizer publishes each processed frame's live track boxes to (TracksMessage)."""
+        return f"{self.prefix}/{validate_device_id(device_id)}/tracks"
 
     def device_availability(self, device_id: str) -> str:
         return f"{self.prefix}/{validate_device_id(device_id)}/availability"

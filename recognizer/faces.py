@@ -1,4 +1,4 @@
-"""Face detection and encoding: a thin layer over face_recognition (dlib HOG detector + ResNet encoder).
+"""The ``dlib`` face model's parts (recognizer.models.Dlib): face_recognition's HOG detector + ResNet encoder.
 
 Importing this module loads dlib's models (~1 s, +125 MB): only the recognizer process does.
 Measured cost on one core (docs/performance.md): HOG at half size of 640x480 with upsample 0 ~7 ms, upsample 1 ~30 ms;
@@ -12,7 +12,7 @@ import face_recognition
 import numpy as np
 from PIL import ImageFile
 
-from facebus.images import Box, ImageError, fit_width, load_photo, scale_image
+from facebus.images import Box, fit_width
 
 
 # face_recognition switches PIL to decoding truncated files (grey below the cut) for the whole process: switch it back,
@@ -75,57 +75,9 @@ def _iou(a: Box, b: Box) -> float:
     return inter / (area(a) + area(b) - inter)
 
 
-GALLERY_JITTERS = 10  # gallery photos are encoded once (and cached): re-sampling 10 times gives steadier encodings
-
-
 def encode(rgb: np.ndarray, boxes: list[Box], num_jitters: int = 1) -> list[np.ndarray]:
     """One 128-d float64 face encoding per box (boxes in pixels of ``rgb``), computed on the full-resolution image.
     ``num_jitters`` > 1 averages that many randomly perturbed re-samplings (cost grows linearly)."""
     if not boxes:
         return []
     return face_recognition.face_encodings(rgb, known_face_locations=boxes, num_jitters=num_jitters, model="small")
-
-
-def encode_photo(data: bytes, max_side_px: int = 1024, num_jitters: int = GALLERY_JITTERS) -> np.ndarray:
-    """The 128-d encoding of the largest face in a photo (file bytes: JPEG, PNG, ...; EXIF-rotated, RGBA and
-    grayscale handled), detected with HOG upsample 1 on the photo shrunk to at most ``max_side_px``.
-
-    Raises ImageError when the bytes are not a readable image or no face is found.
-    """
-    rgb, boxes = _photo_faces(data, max_side_px)
-    if not boxes:
-        raise ImageError("no face found")
-    return encode(rgb, boxes[:1], num_jitters)[0]
-
-
-def encode_gallery_photo(
-    data: bytes, min_face_px: int = 60, max_side_px: int = 1024, num_jitters: int = GALLERY_JITTERS
-) -> np.ndarray:
-    """The 128-d encoding of the one face in a gallery photo: like :func:`encode_photo`, but the photo must show
-    exactly one face at least ``min_face_px`` wide in pixels of the copy that is encoded (the photo shrunk to at
-    most ``max_side_px``); smaller faces in the background are ignored.
-
-    Raises ImageError, with the reason as its message: not a readable image, no face found, the face is too small,
-    or more than one face.
-    """
-    rgb, boxes = _photo_faces(data, max_side_px)
-    widths_px = [right - left for _, right, _, left in boxes]
-    large = [box for box, width in zip(boxes, widths_px) if width >= min_face_px]
-    if not boxes:
-        raise ImageError("no face found")
-    if not large:
-        raise ImageError(
-            f"face too small: {max(widths_px)} px wide, at least {min_face_px} px needed "
-            f"(measured with the photo's longest side at most {max_side_px} px)"
-        )
-    if len(large) > 1:
-        raise ImageError(f"{len(large)} faces found, a gallery photo must show exactly one")
-    return encode(rgb, large, num_jitters)[0]
-
-
-def _photo_faces(data: bytes, max_side_px: int) -> tuple[np.ndarray, list[Box]]:
-    """The photo as RGB shrunk to at most ``max_side_px``, and its HOG face boxes (pixels of that copy, largest
-    first)."""
-    rgb = load_photo(data)
-    rgb = scale_image(rgb, min(1.0, max_side_px / max(rgb.shape[:2])))
-    return rgb, detect(rgb, max_width_px=640, upsample=1, profiles=False)

@@ -192,15 +192,16 @@ class GalleryLoader:
     """Keeps a gallery in step with its source: each :meth:`refresh` lists the source and reads and encodes only the
     images whose version tag (S3 ETag, folder mtime+size) is new, so a poll of an unchanged gallery costs one listing.
 
-    ``encode_photo`` turns image bytes into one 128-d encoding and raises ImageError (with the reason) when the image
+    ``encode_photo`` turns image bytes into one face encoding of model ``model`` and raises ImageError (with the reason) when the image
     is unusable: that image is rejected and the rest loads. Not thread-safe: one thread refreshes.
     """
 
-    def __init__(self, source: GallerySource, encode_photo: Callable[[bytes], np.ndarray]) -> None:
+    def __init__(self, source: GallerySource, encode_photo: Callable[[bytes], np.ndarray], model: str = "") -> None:
         self.source = source
         self.encode_photo = encode_photo
+        self.model = model  # name of the face model behind encode_photo; the index and the state carry it
         self._known: dict[str, tuple[str, GalleryEntry | Rejected]] = {}
-        self.index = GalleryIndex([])
+        self.index = GalleryIndex([], model)
         self.listed: list[str] = []  # every key of the last listing, in the gallery layout or not
 
     @property
@@ -221,7 +222,7 @@ class GalleryLoader:
             known[key] = (listing[key], self._load(key))
         self._known, self.listed = known, sorted(listed)
         if added or removed:
-            self.index = GalleryIndex([item for _, item in known.values() if isinstance(item, GalleryEntry)])
+            self.index = GalleryIndex([item for _, item in known.values() if isinstance(item, GalleryEntry)], self.model)
         return Refresh(added, removed)
 
     def _load(self, key: str) -> GalleryEntry | Rejected:
@@ -245,6 +246,7 @@ class GalleryLoader:
         return {
             "schema_version": 1,
             "source": repr(self.source),
+            "model": self.model,
             "people": list(people.values()),
             "images": len(self.index),
             "rejected": [{"key": r.key, "reason": r.reason} for r in self.rejected],

@@ -6,13 +6,14 @@
     facebus faces move NAME --to authorised|restricted
     facebus faces list [--json]                          person, category, usable photos, problems
     facebus faces import DIR|ZIP [--restricted]          bulk add; Person.jpg, Person/*.jpg or the gallery layout
-    facebus faces identify PATH... [--crops DIR]         name the faces in photos, one JSON line per face
+    facebus faces identify PATH... [--crops DIR] [--fps N]   name the faces: a JSON line per face (photos) or track (videos)
     facebus faces forget NAME [--purge-history]          remove from the gallery (+ crops and InfluxDB entries)
 
-``identify`` prints one JSON line per face found (``file``, ``box`` [top, right, bottom, left] in pixels of the image,
-``person`` (null when unknown), ``category``, ``distance``, ``second_person``, ``second_distance``,
-``matched_image``); a file with no face gives one line with ``person`` and ``box`` null; an unreadable file one line
-with ``error``. Same detector, matcher and settings as the recognizer.
+``identify`` prints, for a photo, one JSON line per face found (``file``, ``box`` [top, right, bottom, left] in pixels
+of the image, ``person`` (null when unknown), ``category``, ``reason``, ``distance``, ``second_person``,
+``second_distance``, ``matched_image``, ``quality``); a photo with no face gives one line with ``person`` and ``box``
+null; an unreadable file one line with ``error``. For a video (``--fps N`` samples N frames per second) it prints one
+line per face track (recognizer.identify). Same engine, model and settings as the recognizer.
 
 The other actions print what they changed on stdout and each refused photo, with its reason, on stderr; the exit
 status is 1 when anything was refused or failed, 2 for an invalid setting.
@@ -35,11 +36,11 @@ from facebus.settings import RecognizerSettings
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
 
 
 def image_files(paths: list[str]) -> Iterator[Path]:
-    """The files named, and the images (by suffix) under the folders named, in sorted order."""
+    """The files named, and the images and videos (by suffix) under the folders named, in sorted order."""
     for name in paths:
         path = Path(name)
         if path.is_dir():
@@ -48,34 +49,41 @@ def image_files(paths: list[str]) -> Iterator[Path]:
             yield path
 
 
-def identify_files(paths: list[str], settings: RecognizerSettings, crops_dir: Path | None = None) -> Iterator[dict]:
-    """One result dict per face (see the module docstring), loading the gallery of ``settings`` once."""
-    from recognizer import faces
-    from recognizer.identify import identify
-    from recognizer.service import load_index
+def identify_files(
+    paths: list[str], settings: RecognizerSettings, crops_dir: Path | None = None, fps: float | None = None
+) -> Iterator[dict]:
+    """One result dict per face of each photo and per face track of each video (see the module docstring), loading
+    the gallery of ``settings`` once."""
+    from recognizer.engine import Engine
+    from recognizer.identify import VIDEO_SUFFIXES, identify_photo, identify_video
+    from recognizer.photos import load_index
 
     index, _ = load_index(settings)
+    engine = Engine(settings)
+    engine.set_gallery(index)
     for path in image_files(paths):
+        if path.suffix.lower() in VIDEO_SUFFIXES:
+            try:
+                yield from identify_video(engine, path, fps, crops_dir)
+            except (ImageError, OSError) as exc:
+                yield {"file": str(path), "track_id": None, "person": None, "error": str(exc)}
+            continue
         try:
             rgb = load_photo(path)
         except (ImageError, OSError) as exc:
             yield {"file": str(path), "box": None, "person": None, "error": str(exc)}
             continue
-        boxes = faces.detect(rgb, settings.detect_max_width_px, settings.detect_upsample, settings.detect_profiles)
-        if not boxes:
-            yield {"file": str(path), "box": None, "person": None, "category": "unknown", "distance": None,
-                   "second_person": None, "second_distance": None, "matched_image": None}
-            continue
-        for i, (box, match) in enumerate(zip(boxes, identify(rgb, boxes, index, settings))):
-            result = {
-                "file": str(path), "box": list(box), "person": match.person, "category": match.category.value,
-                "distance": match.distance, "second_person": match.second_person,
-                "second_distance": match.second_distance, "matched_image": match.image_key,
-            }
+        faces = identify_photo(engine, rgb)
+        if not faces:
+            yield {"file": str(path), "box": None, "person": None, "category": "unknown", "reason": None,
+                   "distance": None, "second_person": None, "second_distance": None, "matched_image": None}
+        for i, result in enumerate(faces):
+            result = {"file": str(path)} | result
             if crops_dir is not None:
-                crop = crops_dir / f"{path.stem}_{i}_{match.person or 'unknown'}.jpg"
+                top, right, bottom, left = box = tuple(result["box"])
+                crop = crops_dir / f"{path.stem}_{i}_{result['person'] or 'unknown'}.jpg"
                 crop.parent.mkdir(parents=True, exist_ok=True)
-                crop.write_bytes(crop_jpeg(rgb, box, max_side_px=max(box[2] - box[0], box[1] - box[3]) * 2))
+                crop.write_bytes(crop_jpeg(rgb, box, max_side_px=max(bottom - top, right - left) * 2))
                 result["crop"] = str(crop)
             yield result
 
@@ -95,7 +103,7 @@ def _refused(action: str, refused) -> None:
 def cmd_add(args: argparse.Namespace, settings: RecognizerSettings) -> int:
     from recognizer import store
     from recognizer.gallery import open_source
-    from recognizer.service import gallery_encoder
+    from recognizer.photos import gallery_encoder
 
     person = store.person_id(args.name)
     category = Category.restricted if args.restricted else Category.authorised
@@ -146,7 +154,7 @@ def cmd_move(args: argparse.Namespace, settings: RecognizerSettings) -> int:
 def cmd_list(args: argparse.Namespace, settings: RecognizerSettings) -> int:
     from recognizer import store
     from recognizer.matching import lookalikes
-    from recognizer.service import open_gallery
+    from recognizer.photos import open_gallery
 
     loader = open_gallery(settings)
     loader.refresh(lambda keys: _progress(keys, "checking photos"))
@@ -170,7 +178,7 @@ def cmd_import(args: argparse.Namespace, settings: RecognizerSettings) -> int:
     from recognizer import store
     from recognizer.bundle import Limits, read_bundle
     from recognizer.gallery import open_source
-    from recognizer.service import gallery_encoder
+    from recognizer.photos import gallery_encoder
 
     limits = Limits(max_zip_bytes=args.max_zip_bytes, max_entries=args.max_entries,
                     max_photo_bytes=settings.gallery_max_photo_bytes)
@@ -215,7 +223,7 @@ def cmd_import(args: argparse.Namespace, settings: RecognizerSettings) -> int:
 def cmd_forget(args: argparse.Namespace, settings: RecognizerSettings) -> int:
     from recognizer import store
     from recognizer.gallery import open_source
-    from recognizer.service import gallery_cache
+    from recognizer.photos import gallery_cache
 
     person = store.person_id(args.name)
     source, cache = open_source(settings.gallery), gallery_cache(settings)
@@ -247,7 +255,7 @@ def cmd_forget(args: argparse.Namespace, settings: RecognizerSettings) -> int:
 
 
 def cmd_identify(args: argparse.Namespace, settings: RecognizerSettings) -> int:
-    for result in identify_files(args.paths, settings, args.crops):
+    for result in identify_files(args.paths, settings, args.crops, args.fps):
         print(json.dumps(result), flush=True)
     return 0
 
@@ -281,9 +289,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--max-entries", type=int, default=10_000, help="most files accepted in a zip or folder")
     p.set_defaults(handler=cmd_import)
 
-    p = actions.add_parser("identify", help="name the faces in image files or folders (one JSON line per face)")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
-    p.add_argument("--crops", type=Path, help="save each face found to this folder")
+    p = actions.add_parser("identify", help="name the faces in photos (a JSON line per face) and videos (per track)")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image or video files, or folders")
+    p.add_argument("--crops", type=Path, help="save each face (photos) or each track's best view (videos) here")
+    p.add_argument("--fps", type=float, help="videos: sample this many frames per second (default: every frame)")
     p.set_defaults(handler=cmd_identify)
 
     p = actions.add_parser("forget", help="remove a person from the gallery and, with --purge-history, their history")

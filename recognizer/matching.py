@@ -34,6 +34,8 @@ class Match:
     ``distance``: face distance to the nearest gallery encoding (None for an empty gallery).
     ``nearest_person`` and ``image_key``: that nearest person and image, accepted or not.
     ``second_person``/``second_distance``: the nearest *other* person (None with fewer than two people).
+    ``reason``: ``matched``; or why not: ``no_match`` (nearest beyond the tolerance), ``ambiguous`` (within it, but
+    the nearest other person is less than the margin farther), ``empty_gallery``.
     """
 
     person: str | None
@@ -43,6 +45,7 @@ class Match:
     image_key: str | None = None
     second_person: str | None = None
     second_distance: float | None = None
+    reason: str = "matched"
 
 
 class GalleryIndex:
@@ -54,7 +57,8 @@ class GalleryIndex:
     row-major on the 2-core dev machine (3.6 vs 9.8 ms at N = 100,000; docs/performance.md).
     """
 
-    def __init__(self, entries: list[GalleryEntry]) -> None:
+    def __init__(self, entries: list[GalleryEntry], model: str = "") -> None:
+        self.model = model  # name of the face model that made the encodings (recognizer.models)
         self.entries = sorted(entries, key=lambda e: (e.person, e.image_key))
         self.encodings = (
             np.asfortranarray(np.stack([e.encoding for e in self.entries]), np.float32)
@@ -94,7 +98,7 @@ class GalleryIndex:
         Minima are taken on squared distances (same order), so only the two answers pay for a square root.
         """
         if not self.entries:
-            return Match(None, Category.unknown, None)
+            return Match(None, Category.unknown, None, reason="empty_gallery")
         squared = self.squared_distances(encoding)
         best_row = int(np.argmin(squared))
         entry, distance = self.entries[best_row], float(_root(squared[best_row]))
@@ -104,7 +108,8 @@ class GalleryIndex:
             per_person[self._position[entry.person]] = np.inf
             second = int(np.argmin(per_person))
             second_person, second_distance = self.people[second], float(_root(per_person[second]))
-        accepted = distance <= tolerance and (second_distance is None or second_distance - distance >= margin)
+        within = distance <= tolerance
+        accepted = within and (second_distance is None or second_distance - distance >= margin)
         return Match(
             entry.person if accepted else None,
             entry.category if accepted else Category.unknown,
@@ -113,6 +118,7 @@ class GalleryIndex:
             entry.image_key,
             second_person,
             second_distance,
+            "matched" if accepted else "ambiguous" if within else "no_match",
         )
 
 

@@ -1,107 +1,27 @@
-"""The recognizer: frames in from every device, one FaceEvent per face out.
+"""The recognizer: frames in from every device, face-track events out (docs/mqtt.md).
 
-Threads: paho's network thread runs :meth:`Recognizer.on_frame`, which only checks the size and drops the frame into
-its device's latest-frame-wins slot; one worker thread decodes, detects, encodes, matches and publishes.
+Threads and processes: paho's network thread runs :meth:`Recognizer.on_frame`, which only checks the size and drops
+the frame into its device's latest-frame-wins slot at the worker that owns the device; one feeder thread per worker
+hands that worker its next frame and publishes what comes back; worker processes decode, detect, track, encode and
+match (recognizer.workers, recognizer.engine). A gallery thread polls the gallery and sends changes to the workers.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
-
-import numpy as np
 
 from facebus.events import CAPTURE_TIME_PROPERTY, FaceEvent, parse_time, utc_now
-from facebus.images import Box, ImageError, crop_jpeg, decode_jpeg
 from facebus.mqtt import Message, MqttClient
 from facebus.settings import RecognizerSettings
 from facebus.stats import Samples, split_by_device
-from recognizer import faces
-from recognizer.cache import EncodingCache
-from recognizer.gallery import GalleryLoader, Rejected, open_source
-from recognizer.identify import identify
-from recognizer.matching import GalleryIndex, Match
-from recognizer.slots import LatestSlots
+from recognizer.engine import FrameResult
+from recognizer.gallery import GalleryLoader
+from recognizer.workers import Frame, Worker, worker_of
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Frame:
-    """A received frame waiting in its device's slot."""
-
-    topic: str
-    device_id: str
-    jpeg: bytes
-    captured_at: datetime
-
-
-def face_event(
-    frame: Frame, shape: tuple[int, ...], box: Box, match: Match, settings: RecognizerSettings, crop: bytes,
-    index: int, count: int,
-) -> FaceEvent:
-    """The event for face ``index`` of ``count`` in ``frame`` (decoded ``shape`` = (height, width, 3))."""
-    return FaceEvent(
-        device_id=frame.device_id,
-        captured_at=frame.captured_at,
-        recognized_at=utc_now(),
-        person=match.person,
-        category=match.category,
-        distance=match.distance,
-        tolerance=settings.tolerance,
-        margin=settings.margin,
-        second_person=match.second_person,
-        second_distance=match.second_distance,
-        matched_image=match.image_key,
-        box=box,
-        frame_width_px=shape[1],
-        frame_height_px=shape[0],
-        face_index=index,
-        faces_in_frame=count,
-        crop_jpeg_b64=base64.b64encode(crop).decode("ascii"),
-    )
-
-
-def gallery_cache(settings: RecognizerSettings) -> EncodingCache:
-    """The on-disk cache of gallery encodings at ``settings.cache_dir``, keyed by photo and every encoding parameter."""
-    params = f"dlib-resnet-small-jitters{faces.GALLERY_JITTERS}-minface{settings.gallery_min_face_px}-v2"
-    return EncodingCache(settings.cache_dir, params)
-
-
-def gallery_encoder(settings: RecognizerSettings) -> Callable[[bytes], np.ndarray]:
-    """``encode(photo_bytes) -> 128-d encoding`` for gallery photos, through :func:`gallery_cache`: the photo must
-    be at most ``gallery_max_photo_bytes`` long and show exactly one face at least ``gallery_min_face_px`` wide.
-    Raises ImageError with the reason otherwise. The recognizer and ``facebus faces`` use this one function."""
-    min_face_px, max_bytes = settings.gallery_min_face_px, settings.gallery_max_photo_bytes
-    cache = gallery_cache(settings)
-
-    def encode(data: bytes) -> np.ndarray:
-        if len(data) > max_bytes:
-            raise ImageError(f"photo of {len(data)} bytes is over the {max_bytes} byte limit")
-        return cache.get_or_compute(data, lambda d: faces.encode_gallery_photo(d, min_face_px))
-
-    return encode
-
-
-def open_gallery(settings: RecognizerSettings) -> GalleryLoader:
-    """The gallery named by ``settings.gallery``, encoded with :func:`gallery_encoder`; not loaded yet (call refresh)."""
-    return GalleryLoader(open_source(settings.gallery), gallery_encoder(settings))
-
-
-def load_index(settings: RecognizerSettings) -> tuple[GalleryIndex, list[Rejected]]:
-    """Encode the gallery named by ``settings.gallery`` once. Raises when it cannot be listed."""
-    loader = open_gallery(settings)
-    started = time.perf_counter()
-    loader.refresh()
-    log.info("gallery %s: %d people, %d images, %d rejected, in %.1f s", settings.gallery,
-             len(loader.index.people), len(loader.index), len(loader.rejected), time.perf_counter() - started)
-    return loader.index, loader.rejected
 
 
 class Recognizer:
@@ -110,8 +30,8 @@ class Recognizer:
         self.mqtt = mqtt
         self.gallery = gallery  # its index is replaced whole by the gallery thread: readers see the old or the new
         self.counters = mqtt.counters
-        self.slots: LatestSlots[Frame] = LatestSlots()
         self.latency_ms = Samples()
+        self.workers: list[Worker] = []
         self._gallery_published = False
 
     # -- MQTT thread -----------------------------------------------------------------------------------------------
@@ -140,51 +60,71 @@ class Recognizer:
             except ValueError:
                 self.counters.add("frames_bad_capture_time")
         self.counters.add(f"frames_in/{device_id}")
-        if self.slots.put(device_id, Frame(message.topic, device_id, message.payload, captured_at)):
+        frame = Frame(message.topic, device_id, message.payload, captured_at, time.monotonic())
+        if self.workers[worker_of(device_id, len(self.workers))].slots.put(device_id, frame):
             self.counters.add("frames_dropped")
             self.counters.add(f"frames_dropped/{device_id}")
 
-    # -- worker thread ---------------------------------------------------------------------------------------------
+    # -- feeder threads --------------------------------------------------------------------------------------------
 
-    def process(self, frame: Frame) -> list[FaceEvent]:
-        """Decode, detect, encode and match one frame; one event per face. Raises ImageError for a bad frame."""
-        s = self.settings
-        rgb = decode_jpeg(frame.jpeg, s.max_frame_bytes, s.max_frame_pixels)
-        boxes = faces.detect(rgb, s.detect_max_width_px, s.detect_upsample, s.detect_profiles)
-        events = []
-        for i, (box, match) in enumerate(zip(boxes, identify(rgb, boxes, self.gallery.index, s))):
-            crop = crop_jpeg(rgb, box, s.crop_max_px)
-            events.append(face_event(frame, rgb.shape, box, match, s, crop, i, len(boxes)))
-        return events
-
-    def work_once(self, timeout_s: float = 0.5) -> bool:
-        """Process the next waiting frame, if one arrives within ``timeout_s``; False when none did."""
-        taken = self.slots.take(timeout_s)
+    def feed_once(self, worker: Worker, timeout_s: float = 0.5) -> bool:
+        """Hand ``worker`` its next waiting frame (or, when none arrives within ``timeout_s``, a tick that ends the
+        tracks of quiet devices) and publish what comes back. False when there was no frame."""
+        taken = worker.slots.take(timeout_s)
         if taken is None:
+            reply = worker.request("tick", time.monotonic())
+            if reply.kind == "result":
+                self.publish_events(reply.value)
             return False
         _, frame = taken
-        started = time.perf_counter()
-        try:
-            events = self.process(frame)
-        except ImageError as exc:
+        reply = worker.request("frame", frame.device_id, frame.jpeg, frame.captured_at, frame.received_s)
+        if reply.kind == "bad":
             self.counters.add("frames_bad")
-            log.warning("frame on %s rejected: %s", frame.topic, exc, extra={"topic": frame.topic})
-            return True
+            log.warning("frame on %s rejected: %s", frame.topic, reply.value, extra={"topic": frame.topic})
+        elif reply.kind == "error":
+            self.counters.add("worker_errors")
+            log.error("worker %d failed on a frame of %s: %s", worker.number, frame.topic, reply.value,
+                      extra={"topic": frame.topic})
+        else:
+            self._publish_result(frame, reply.value)
+        return True
+
+    def _publish_result(self, frame: Frame, result: FrameResult) -> None:
+        if result.still:
+            self.counters.add("frames_still")
+            self.counters.add(f"frames_still/{frame.device_id}")
+            return
         self.counters.add("frames_processed")
         self.counters.add(f"frames_processed/{frame.device_id}")
+        self.counters.add("faces_encoded", result.encoded)
         self.latency_ms.add((utc_now() - frame.captured_at).total_seconds() * 1000)
+        if result.tracks is not None:
+            self.mqtt.publish(self.mqtt.topics.tracks(frame.device_id), result.tracks.model_dump_json(), qos=0)
+        self.publish_events(result.events)
+
+    def publish_events(self, events: list[FaceEvent]) -> None:
+        """Publish face events (QoS 1) on their devices' face topics, counting and logging each."""
         for event in events:
-            self.counters.add(f"faces/{frame.device_id}")
-            self.mqtt.publish(self.mqtt.topics.face(frame.device_id), event.to_json(), qos=1)
-            self.counters.add("faces_" + event.category.value)
+            self.mqtt.publish(self.mqtt.topics.face(event.device_id), event.to_json(), qos=1)
+            self.counters.add(f"events_{event.event_type.value}")
+            if event.event_type.value != "ended":
+                self.counters.add(f"faces/{event.device_id}")
+                self.counters.add("faces_" + event.category.value)
             log.info(
-                "face %s %s on %s distance=%s nearest=%s second=%s@%s",
-                event.person or "unknown", event.category.value, event.device_id,
-                "-" if event.distance is None else f"{event.distance:.3f}", event.matched_image,
-                event.second_person, "-" if event.second_distance is None else f"{event.second_distance:.3f}",
-                extra={"latency_ms": round((time.perf_counter() - started) * 1000)},
+                "track %s %s on %s: %s %s (%s) distance=%s second=%s@%s frames=%d samples=%d",
+                event.track_id, event.event_type.value, event.device_id, event.person or "unknown",
+                event.category.value, event.reason.value,
+                "-" if event.distance is None else f"{event.distance:.3f}", event.second_person,
+                "-" if event.second_distance is None else f"{event.second_distance:.3f}", event.frames, event.samples,
             )
-        return True
+
+    def _feed(self, worker: Worker, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.feed_once(worker)
+            except Exception:  # noqa: BLE001 - one bad frame must not stop the service
+                self.counters.add("worker_errors")
+                log.exception("unexpected error while processing a frame")
 
     # -- gallery thread --------------------------------------------------------------------------------------------
 
@@ -205,6 +145,8 @@ class Recognizer:
                 self.settings.gallery, len(self.gallery.index.people), len(self.gallery.index), len(self.gallery.rejected),
                 len(change.added), len(change.removed), time.perf_counter() - started,
             )
+            for worker in self.workers:
+                worker.set_gallery(self.gallery.index)
             self.mqtt.publish(self.mqtt.topics.gallery_state(), json.dumps(self.gallery.state()), qos=1, retain=True)
             self._gallery_published = True
 
@@ -216,7 +158,9 @@ class Recognizer:
         """The figures of the last interval, as published on ``<prefix>/services/recognizer/stats``."""
         service, devices = split_by_device(self.counters.deltas())
         figures = {
-            "queue_depth": len(self.slots),
+            "queue_depth": sum(len(w.slots) for w in self.workers),
+            "workers": len(self.workers),
+            "worker_restarts": sum(w.restarts for w in self.workers),
             "gallery_people": len(self.gallery.index.people),
             "gallery_images": len(self.gallery.index),
             "frames_bad": service.get("frames_bad", 0),
@@ -227,22 +171,44 @@ class Recognizer:
         return {"schema_version": 1, "service": "recognizer", "interval_s": interval_s,
                 "service_stats": figures, "devices": devices}
 
+    def start_workers(self) -> None:
+        """Start ``settings.worker_count()`` worker processes (in parallel), each with the current gallery."""
+        count = self.settings.worker_count()
+        started = time.perf_counter()
+        threads, workers = [], [None] * count
+
+        def start(n: int) -> None:
+            workers[n] = Worker(n, self.settings)
+
+        for n in range(count):
+            threads.append(threading.Thread(target=start, args=(n,)))
+            threads[-1].start()
+        for thread in threads:
+            thread.join()
+        if any(w is None for w in workers):
+            raise RuntimeError("a recognizer worker failed to start (see the error above)")
+        for worker in workers:
+            worker.set_gallery(self.gallery.index)
+        self.workers = workers
+        log.info("%d workers (model %s) started in %.1f s", count, self.settings.model, time.perf_counter() - started)
+
     def run(self, stop: threading.Event, stats_interval_s: float = 10.0) -> None:
-        """Load the gallery, subscribe to every device's frames and process them until ``stop`` is set; check the
-        gallery for changes every ``gallery_poll_s`` and publish the stats every ``stats_interval_s``."""
+        """Load the gallery, start the workers, subscribe to every device's frames and process them until ``stop``
+        is set; check the gallery for changes every ``gallery_poll_s`` and publish the stats every
+        ``stats_interval_s``. At the end the live tracks end (their events are published) and the workers stop."""
         self.mqtt.subscribe(self.mqtt.topics.all_frames, self.on_frame, qos=0)
         self.refresh_gallery()  # before connecting: "online" means the gallery is in force (the state waits in paho)
+        self.start_workers()
         self.mqtt.start()
         if self.settings.gallery_poll_s > 0:
             threading.Thread(target=self._watch_gallery, args=(stop,), name="gallery", daemon=True).start()
+        feeders = [threading.Thread(target=self._feed, args=(w, stop), name=f"feeder-{w.number}", daemon=True)
+                   for w in self.workers]
+        for feeder in feeders:
+            feeder.start()
         last_stats = time.monotonic()
         try:
-            while not stop.is_set():
-                try:
-                    self.work_once()
-                except Exception:  # noqa: BLE001 - one bad frame must not stop the service
-                    self.counters.add("worker_errors")
-                    log.exception("unexpected error while processing a frame")
+            while not stop.wait(min(1.0, stats_interval_s)):
                 elapsed_s = time.monotonic() - last_stats
                 if elapsed_s >= stats_interval_s:
                     last_stats = time.monotonic()
@@ -250,5 +216,9 @@ class Recognizer:
                     self.mqtt.publish(self.mqtt.topics.service_stats("recognizer"), json.dumps(message), qos=0)
                     log.debug("stats %s", message)
         finally:
+            for feeder in feeders:
+                feeder.join(timeout=5)
+            for worker in self.workers:
+                self.publish_events(worker.stop())
             self.mqtt.stop()
             log.info("recognizer stopped; totals %s", self.counters.snapshot())
