@@ -126,8 +126,9 @@ def crop_files_of(crops_dir: Path, person: str) -> list[Path]:
 class Entry:
     """One archived face entry: what goes to InfluxDB (measurement ``face_entry`` by default).
 
-    Tags: person (``unknown`` when nobody matched), category, device. Fields: distance (float, -1 when the gallery
-    was empty), event_id (string), crop_path (string, relative to the crops folder). Time: capture time, ms precision.
+    Tags: person (``unknown`` when nobody matched), category, device. Fields: distance (float, -1 when nothing was
+    matched: empty gallery, or a face the quality gate kept from encoding), event_id, track_id, crop_path (strings;
+    crop_path relative to the crops folder). Time: capture time, ms precision.
     """
 
     time: datetime
@@ -137,6 +138,7 @@ class Entry:
     distance: float
     event_id: str
     crop_path: str
+    track_id: str = ""
 
 
 def entry_for(event: FaceEvent) -> Entry:
@@ -148,6 +150,7 @@ def entry_for(event: FaceEvent) -> Entry:
         distance=-1.0 if event.distance is None else event.distance,
         event_id=event.event_id,
         crop_path=str(crop_path(event)),
+        track_id=event.track_id,
     )
 
 
@@ -161,6 +164,7 @@ def point_for(entry: Entry, measurement: str = "face_entry") -> Point:
         .field("distance", float(entry.distance))
         .field("event_id", entry.event_id)
         .field("crop_path", entry.crop_path)
+        .field("track_id", entry.track_id)
         .time(entry.time, WritePrecision.MS)
     )
 

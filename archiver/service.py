@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from archiver.core import Throttle, availability_point, entry_for, point_for, stats_points
 from archiver.influx import InfluxError, LineWriter
-from facebus.events import FaceEvent, utc_now
+from facebus.events import EventType, FaceEvent, utc_now
 from facebus.mqtt import Message, MqttClient
 from facebus.stats import Counters, split_by_device
 from facebus.topics import Topics
@@ -144,7 +144,8 @@ class Archiver:
         self.counters = counters
 
     def handle(self, message: Message) -> None:
-        """Handle one face-event message; a bad event is logged with its topic and reason, counted and skipped."""
+        """Handle one face-event message: a track's ``decided`` and ``changed`` events become entries (throttled),
+        ``ended`` summaries do not; a bad event is logged with its topic and reason, counted and skipped."""
         self.counters.add("events_in")
         try:
             event = FaceEvent.model_validate_json(message.payload)
@@ -153,6 +154,9 @@ class Archiver:
             self.counters.add("events_bad")
             reason = str(exc).splitlines()[0] if isinstance(exc, ValueError) else _first_error(exc)
             log.warning("bad face event on %s: %s", message.topic, reason, extra={"topic": message.topic})
+            return
+        if event.event_type is EventType.ended:  # the summary repeats the track's last decision: no new entry
+            self.counters.add("events_ended")
             return
         if not self.throttle.admit(event):
             self.counters.add("events_throttled")

@@ -93,6 +93,11 @@ class Topics:
         return f"{self.prefix}/+/frame"
 
     @property
+    def all_tracks(self) -> str:
+        """Subscription filter for every device's live tracks."""
+        return f"{self.prefix}/+/tracks"
+
+    @property
     def all_faces(self) -> str:
         """Subscription filter for every device's face events."""
         return f"{self.prefix}/+/face"

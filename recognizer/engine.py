@@ -118,9 +118,9 @@ class Engine:
     def process(self, device_id: str, rgb: np.ndarray, captured_at: datetime, now_s: float | None = None) -> FrameResult:
         """One frame of ``device_id`` (RGB uint8, shape (height, width, 3)) captured at ``captured_at``; ``now_s`` is
         the monotonic arrival time (default: now), used to end the tracks of devices that went quiet."""
-        device = self._device(device_id)
-        device.last_frame_s = time.monotonic() if now_s is None else now_s
         result = FrameResult()
+        device = self._device(device_id, result)
+        device.last_frame_s = time.monotonic() if now_s is None else now_s
         motion = self._motion(device, rgb)
         if motion == "still":
             result.still = True
@@ -184,12 +184,14 @@ class Engine:
 
     # -- internals -------------------------------------------------------------------------------------------------
 
-    def _device(self, device_id: str) -> _Device:
+    def _device(self, device_id: str, result: FrameResult) -> _Device:
+        """The state of ``device_id``, created when new; beyond ``max_devices`` the device quiet the longest is
+        forgotten and its tracks end (their events go into ``result``)."""
         device = self._devices.get(device_id)
         if device is None:
             while len(self._devices) >= self.settings.max_devices:
-                _, oldest = self._devices.popitem(last=False)  # the device quiet the longest
-                oldest.tracker.end_all()
+                _, oldest = self._devices.popitem(last=False)
+                result.events += self._end_device(oldest)
             device = self._devices[device_id] = _Device(Tracker(device_id, self.policy))
         else:
             self._devices.move_to_end(device_id)

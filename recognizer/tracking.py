@@ -131,7 +131,8 @@ class Track:
         never sampled, fewer than ``min_votes`` frames), or a person leads without a majority yet and fewer than
         ``3 * min_votes`` samples were taken. An ended track is always decided.
 
-        A person is named when they have at least ``min_votes`` votes and more than half of all samples: a stranger
+        A person is named when they have at least ``min_votes`` votes (fewer for a short track whose every frame was
+        sampled, when all agree) and more than half of all samples: a stranger
         who lands within the tolerance of someone now and then stays unknown, and a track that was unknown becomes
         known once better views outvote the early ones.
         """
@@ -139,9 +140,12 @@ class Track:
         if not (enough or ended):
             return None
         named = [(n, person) for person, n in self.votes.items() if person != UNKNOWN_VOTE]
+        # A track that ended having every one of its frames sampled, fewer than min_votes (a still photo, a camera
+        # sending a frame every few seconds), had no chance to collect more votes: it is named when they all agree.
+        needed = self.samples if ended and self.samples == self.frames and self.samples < policy.min_votes else policy.min_votes
         if named:
             n, person = max(named)
-            if n >= policy.min_votes and 2 * n > self.samples:
+            if n >= needed and 2 * n > self.samples:
                 match = self.nearest[person]
                 return Identity(person, match.category, "matched", match)
             if not ended and self.announced is None and self.samples < 3 * policy.min_votes:

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from facebus.events import Category, FaceEvent
+from facebus.events import Category, EventType, FaceEvent, FaceQuality, Reason
 from facebus.images import encode_jpeg
 
 T0 = datetime(2026, 11, 22, 8, 1, 2, 345678, tzinfo=timezone.utc)
@@ -18,13 +18,23 @@ def face_event(person: str | None = "Alice", device: str = "cam1", at: datetime 
     """A valid FaceEvent (a real JPEG crop); ``overrides`` replace any field."""
     fields = dict(
         event_id="0123456789abcdef",
+        event_type=EventType.decided,
+        track_id="0123456789ab",
+        model="yunet-sface",
         device_id=device,
         captured_at=at,
         recognized_at=at,
+        first_seen=at,
+        last_seen=at,
         person=person,
         category=Category.authorised if person else Category.unknown,
+        reason=Reason.matched if person else Reason.no_match,
         distance=0.25 if person else 0.7,
         tolerance=0.58,
+        frames=3,
+        samples=2,
+        votes={person or "": 2},
+        quality=FaceQuality(width_px=80, sharpness=300.0, frontal=0.9),
         box=(1, 2, 3, 0),
         frame_width_px=10,
         frame_height_px=10,

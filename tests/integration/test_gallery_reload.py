@@ -29,7 +29,8 @@ class Running:
     """A recognizer in this process with a fast gallery poll, and a listener for its events and gallery state."""
 
     def __init__(self, port: int, gallery: str, cache_dir) -> None:
-        from recognizer.service import Recognizer, open_gallery
+        from recognizer.photos import open_gallery
+        from recognizer.service import Recognizer
 
         settings = RecognizerSettings(gallery=gallery, cache_dir=cache_dir, gallery_poll_s=0.3)
         mqtt = MqttClient(MqttSettings(port=port), TOPICS.service_availability("recognizer"), "recognizer")
@@ -51,12 +52,12 @@ class Running:
         return {p["person"] for p in state["people"]} if state else set()
 
     def name(self, photo: bytes) -> str | None:
-        """Publish ``photo`` as a frame of a new device and return the person of its event."""
+        """Publish ``photo`` as a frame of a new device and return the person of its largest face's track."""
         self.device += 1
         device = f"cam{self.device}"
         self.listener.publish_frame(device, photo)
-        (event,) = self.listener.wait_events(device, 1)
-        return event.person
+        ended = self.listener.wait_events(device, 1, event_type="ended")
+        return max(ended, key=lambda e: e.quality.width_px).person
 
     def close(self) -> None:
         self.stop.set()

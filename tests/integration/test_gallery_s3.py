@@ -18,8 +18,7 @@ def upload(client, prefix, files):
 
 
 def test_s3_gallery_with_both_layouts_and_a_rejected_image(s3_env, tmp_path):
-    from recognizer import faces
-    from recognizer.service import load_index
+    from recognizer.photos import load_index, photo_faces, photo_model
 
     upload(s3_env, "site-a/", {
         "Authorised/Barack_Obama.jpg": GALLERY / "Authorised/Barack_Obama/obama.jpg",
@@ -30,12 +29,15 @@ def test_s3_gallery_with_both_layouts_and_a_rejected_image(s3_env, tmp_path):
         "Authorised/notes.txt": FACES_DEV / "manifest.csv",
         "Elsewhere/Someone.jpg": GALLERY / "Authorised/Barack_Obama/obama.jpg",
     })
-    index, rejected = load_index(RecognizerSettings(gallery=f"s3://{S3_BUCKET}/site-a", cache_dir=tmp_path))
+    settings = RecognizerSettings(gallery=f"s3://{S3_BUCKET}/site-a", cache_dir=tmp_path)
+    index, rejected = load_index(settings)
     assert index.people == ["Alex_Lacamoire", "Barack_Obama", "Joseph_Biden"]
     assert {e.person: e.category for e in index.entries}["Alex_Lacamoire"] == Category.restricted
     assert [(r.key, r.reason) for r in rejected] == [("Authorised/Nobody.jpg", "no face found")]
-    probe = faces.encode_photo((FACES_DEV / "probe/Barack_Obama/obama_small.jpg").read_bytes(), num_jitters=1)
-    assert index.match(probe, 0.58, 0.05).person == "Barack_Obama"
+    model = photo_model(settings)
+    rgb, found = photo_faces(model, (FACES_DEV / "probe/Barack_Obama/obama_small.jpg").read_bytes())
+    (probe,) = model.encode(rgb, found[:1])
+    assert index.match(probe, settings.tolerance_for(settings.model), settings.margin).person == "Barack_Obama"
 
 
 def test_s3_listing_tags_change_when_an_object_is_replaced(s3_env):

@@ -22,9 +22,11 @@ TOPICS = Topics()
 
 @pytest.fixture(scope="module")
 def recognizer(mosquitto, tmp_path_factory):
-    from recognizer.service import Recognizer, open_gallery
+    from recognizer.photos import open_gallery
+    from recognizer.service import Recognizer
 
-    settings = RecognizerSettings(gallery=str(GALLERY), cache_dir=tmp_path_factory.mktemp("cache"), max_frame_bytes=2_000_000)
+    settings = RecognizerSettings(gallery=str(GALLERY), cache_dir=tmp_path_factory.mktemp("cache"), max_frame_bytes=2_000_000,
+                                  workers=2)
     gallery = open_gallery(settings)
     gallery.refresh()
     assert len(gallery.index.people) == 22 and not gallery.rejected
@@ -47,20 +49,23 @@ class Listener:
         self.client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
         self.client.on_message = lambda c, u, m: self.messages.append(m)
         self.client.connect("127.0.0.1", port)
-        self.client.subscribe([(TOPICS.all_faces, 1), ("facebus/services/+/availability", 1)])
+        self.client.subscribe([(TOPICS.all_faces, 1), (TOPICS.all_tracks, 0), ("facebus/services/+/availability", 1)])
         self.client.loop_start()
-        time.sleep(0.3)
+        # subscribed once a retained availability arrives (the broker keeps the recognizer's or an earlier one)
+        assert wait_for(lambda: any(m.topic.endswith("/availability") for m in self.messages), 10)
 
     def publish_frame(self, device: str, payload: bytes, capture_time: str | None = None) -> None:
         props = user_properties({CAPTURE_TIME_PROPERTY: capture_time}) if capture_time else None
         self.client.publish(TOPICS.frame(device), payload, qos=0, properties=props).wait_for_publish(5)
 
-    def events(self, device: str) -> list[FaceEvent]:
-        return [FaceEvent.model_validate_json(m.payload) for m in self.messages if m.topic == TOPICS.face(device)]
+    def events(self, device: str, event_type: str = "decided") -> list[FaceEvent]:
+        """The face events of ``device`` of one type (decided: one per track)."""
+        found = [FaceEvent.model_validate_json(m.payload) for m in self.messages if m.topic == TOPICS.face(device)]
+        return [e for e in found if e.event_type.value == event_type]
 
-    def wait_events(self, device: str, count: int, timeout_s: float = 20) -> list[FaceEvent]:
-        wait_for(lambda: len(self.events(device)) >= count, timeout_s)
-        return self.events(device)
+    def wait_events(self, device: str, count: int, timeout_s: float = 20, event_type: str = "decided") -> list[FaceEvent]:
+        assert wait_for(lambda: len(self.events(device, event_type)) >= count, timeout_s)
+        return self.events(device, event_type)
 
     def close(self) -> None:
         self.client.loop_stop()
@@ -90,24 +95,40 @@ def test_availability_is_retained_online(recognizer, listener, mosquitto):
         late.close()
 
 
-def test_a_photo_frame_gives_one_event_naming_the_person(recognizer, listener):
+def test_a_photo_frame_gives_one_track_naming_the_person(recognizer, listener):
     photo = (FACES_DEV / "probe/Barack_Obama/obama_small.jpg").read_bytes()
     listener.publish_frame("door", photo, capture_time="2026-11-22T10:00:00.250Z")
-    (event,) = listener.wait_events("door", 1)
-    assert event.person == "Barack_Obama" and event.category.value == "authorised"
-    assert event.distance <= event.tolerance
-    assert event.captured_at == parse_time("2026-11-22T10:00:00.250Z")
+    (ended,) = listener.wait_events("door", 1, event_type="ended")  # a still photo: the track ends 1 s later
+    (event,) = listener.events("door")
+    assert event.person == "Barack_Obama" and event.category.value == "authorised" and event.reason.value == "matched"
+    assert event.model == "yunet-sface" and event.distance <= event.tolerance
+    assert event.captured_at == parse_time("2026-11-22T10:00:00.250Z") == event.first_seen == event.last_seen
     assert event.second_person and event.second_distance - event.distance >= event.margin
     assert event.matched_image.startswith("Authorised/Barack_Obama/")
+    assert (event.frames, event.samples, event.votes) == (1, 1, {"Barack_Obama": 1})
+    assert ended.track_id == event.track_id and ended.person == "Barack_Obama"
 
 
 def test_a_stranger_is_unknown_with_null_person(recognizer, listener):
-    photo = (FACES_DEV / "strangers").glob("*.jpg").__next__().read_bytes()
+    photo = (FACES_DEV / "strangers/paul_rudd.jpg").read_bytes()
     listener.publish_frame("gate", photo)
     events = listener.wait_events("gate", 1)
     assert events and all(e.person is None and e.category.value == "unknown" for e in events)
+    assert {e.reason.value for e in events} <= {"no_match", "ambiguous"}
     raw = [m.payload for m in listener.messages if m.topic == TOPICS.face("gate")][0]
     assert b'"person":null' in raw
+
+
+def test_a_face_seen_for_many_frames_is_one_track_with_one_decision(recognizer, listener):
+    photo = (FACES_DEV / "probe/Tom_Hanks/Tom_Hanks_0006.jpg").read_bytes()
+    for i in range(8):  # a camera at 5 fps looking at one person
+        listener.publish_frame("hall", photo, capture_time=f"2026-11-22T10:00:0{i // 5}.{(i % 5) * 200:03d}Z")
+        wait_for(lambda: recognizer.counters.get("frames_processed/hall") > i, timeout_s=10)
+    (ended,) = listener.wait_events("hall", 1, event_type="ended")
+    (decided,) = listener.events("hall")
+    assert decided.person == ended.person == "Tom_Hanks" and decided.track_id == ended.track_id
+    assert ended.frames == 8 and 2 <= ended.samples < 8  # not every frame is encoded once the track is decided
+    assert listener.events("hall", "changed") == []
 
 
 def test_bad_frames_are_counted_and_the_service_keeps_running(recognizer, listener):
@@ -119,19 +140,19 @@ def test_bad_frames_are_counted_and_the_service_keeps_running(recognizer, listen
     listener.publish_frame("lab2", good[: len(good) // 3])  # truncated JPEG
     listener.publish_frame("lab", b"\xff\xd8" + b"\0" * 2_100_000)  # over max_frame_bytes
     listener.client.publish("facebus/bad device/frame", good).wait_for_publish(5)  # invalid device id
-    wait_for(lambda: recognizer.counters.get("frames_bad") >= before + 4, timeout_s=10)
+    assert wait_for(lambda: recognizer.counters.get("frames_bad") >= before + 4, timeout_s=10)
     assert recognizer.counters.get("frames_bad") == before + 4
     listener.publish_frame("lab", good)
     assert listener.wait_events("lab", 1)[0].person == "Barack_Obama"
-    assert recognizer.counters.get("callback_errors") == 0
+    assert recognizer.counters.get("callback_errors") == 0 and recognizer.counters.get("worker_errors") == 0
 
 
 def test_a_picture_without_faces_gives_no_event(recognizer, listener):
-    processed = recognizer.counters.get("frames_processed")
     listener.publish_frame("zoo", (FACES_DEV / "noface/coffee.jpg").read_bytes())
-    wait_for(lambda: recognizer.counters.get("frames_processed") != processed, timeout_s=10)
-    time.sleep(0.3)
-    assert listener.events("zoo") == []
+    listener.publish_frame("zoo2", (FACES_DEV / "probe/Tom_Hanks/Tom_Hanks_0008.jpg").read_bytes())
+    assert wait_for(lambda: recognizer.counters.get("frames_processed/zoo") == 1, timeout_s=10)
+    listener.wait_events("zoo2", 1, event_type="ended")  # frames of both devices are done and their tracks ended
+    assert listener.events("zoo") == [] and listener.events("zoo", "ended") == []
 
 
 def test_a_busy_recognizer_keeps_only_the_newest_frame_per_device(recognizer, listener):
@@ -141,10 +162,36 @@ def test_a_busy_recognizer_keeps_only_the_newest_frame_per_device(recognizer, li
         listener.publish_frame("burst", photo)
     # publish() returns once the broker has the frame, not once the recognizer does: wait for all ten to arrive
     # before waiting for the slot to drain, or an empty slot before the first arrival ends the wait early.
-    wait_for(lambda: recognizer.counters.get("frames_in/burst") >= 10, timeout_s=10)
-    wait_for(lambda: not len(recognizer.slots), timeout_s=20)
+    assert wait_for(lambda: recognizer.counters.get("frames_in/burst") >= 10, timeout_s=10)
     assert recognizer.counters.get("frames_in/burst") == 10
     assert recognizer.counters.get("frames_dropped") > dropped
-    time.sleep(1)
+    def accounted() -> int:
+        return recognizer.counters.get("frames_processed/burst") + recognizer.counters.get("frames_dropped/burst")
+
+    assert wait_for(lambda: accounted() == 10, timeout_s=20)  # each frame processed or replaced by a newer one
+    listener.wait_events("burst", 2, event_type="ended")
     people = {e.person for e in listener.events("burst")}
-    assert {"Barack_Obama", "Joseph_Biden"} <= people
+    assert people - {None} == {"Barack_Obama", "Joseph_Biden"}  # YuNet also finds a stranger at the bottom edge
+
+
+def test_frames_of_many_devices_spread_over_the_workers(recognizer):
+    from recognizer.workers import worker_of
+
+    owners = {worker_of(f"cam{i}", len(recognizer.workers)) for i in range(20)}
+    assert owners == set(range(len(recognizer.workers))) and len(recognizer.workers) == 2
+    assert {p.process.pid for p in recognizer.workers} and all(w.process.is_alive() for w in recognizer.workers)
+
+
+def test_tracks_topic_carries_the_boxes_of_each_processed_frame(recognizer, listener):
+    from facebus.events import TracksMessage
+
+    listener.publish_frame("porch", (FACES_DEV / "groups/obama_and_biden.jpg").read_bytes())
+    assert wait_for(lambda: any(m.topic == TOPICS.tracks("porch") for m in listener.messages), 10)
+    (message,) = [TracksMessage.model_validate_json(m.payload) for m in listener.messages
+                  if m.topic == TOPICS.tracks("porch")]
+    assert len(message.tracks) == 3 and all(t.person is None for t in message.tracks)  # undecided after 1 frame
+    for track in message.tracks:
+        top, right, bottom, left = track.box
+        assert 0 <= left < right <= message.frame_width_px and 0 <= top < bottom <= message.frame_height_px
+    ended = listener.wait_events("porch", 3, event_type="ended")
+    assert {e.track_id for e in ended} == {t.track_id for t in message.tracks}

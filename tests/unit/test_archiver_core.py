@@ -136,8 +136,8 @@ def test_line_protocol():
     line = point_for(entry_for(make("Jane Doe, Jr", distance=0.5))).to_line_protocol()
     assert line == (
         r"face_entry,category=authorised,device=cam1,person=Jane\ Doe\,\ Jr "
-        'crop_path="2026-11-22/cam1/Jane_Doe_Jr_080102.345Z_01234567.jpg",distance=0.5,event_id="0123456789abcdef" '
-        "1795334462345"
+        'crop_path="2026-11-22/cam1/Jane_Doe_Jr_080102.345Z_01234567.jpg",distance=0.5,event_id="0123456789abcdef",'
+        'track_id="0123456789ab" 1795334462345'
     )
 
 
@@ -152,8 +152,8 @@ def test_line_protocol_unknown_empty_gallery_custom_measurement():
     assert entry.distance == -1.0 and entry.person == "unknown" and entry.category is Category.unknown
     assert point_for(entry, "face entry").to_line_protocol() == (
         r"face\ entry,category=unknown,device=cam1,person=unknown "
-        'crop_path="2026-11-22/cam1/unknown_080102.345Z_01234567.jpg",distance=-1,event_id="0123456789abcdef" '
-        "1795334462345"
+        'crop_path="2026-11-22/cam1/unknown_080102.345Z_01234567.jpg",distance=-1,event_id="0123456789abcdef",'
+        'track_id="0123456789ab" 1795334462345'
     )
 
 

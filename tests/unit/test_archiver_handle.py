@@ -75,14 +75,14 @@ def _with(payload: bytes, **changes) -> bytes:
         b"\xff\xfe\x00",
         b"[]",
         b'{"device_id": "cam1"}',
-        _with(event_json(), schema_version=2),
+        _with(event_json(), schema_version=1),
         _with(event_json(), device_id="bad id"),
         _with(event_json(), captured_at="2026-11-22T08:01:02"),
         _with(event_json(), crop_jpeg_b64="not base64!!"),
         _with(event_json(), crop_jpeg_b64=base64.b64encode(b"GIF89a....").decode()),
         _with(event_json(), crop_jpeg_b64=""),
     ],
-    ids=["json", "empty", "binary", "array", "missing", "v2", "device", "naive-time", "b64", "not-jpeg", "no-crop"],
+    ids=["json", "empty", "binary", "array", "missing", "v1", "device", "naive-time", "b64", "not-jpeg", "no-crop"],
 )
 def test_bad_events_counted_not_raised(archiver, payload):
     handle(archiver, payload)

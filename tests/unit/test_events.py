@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from facebus import events
 from facebus.events import Category, FaceEvent, format_time, parse_time
+from tests.factories import face_event
 
 ROOT = Path(__file__).resolve().parents[2]
 UTC = timezone.utc
@@ -17,14 +18,9 @@ UTC = timezone.utc
 def make(**overrides) -> FaceEvent:
     fields = dict(
         event_id="0123456789abcdef0123456789abcdef",
-        device_id="cam1",
         captured_at=datetime(2026, 11, 22, 8, 1, 2, 345000, tzinfo=UTC),
         recognized_at=datetime(2026, 11, 22, 8, 1, 2, 500000, tzinfo=UTC),
-        person="Alice",
-        category=Category.authorised,
         distance=0.31,
-        tolerance=0.58,
-        margin=0.05,
         second_person="Bob",
         second_distance=0.8,
         matched_image="Authorised/Alice/1.jpg",
@@ -33,8 +29,7 @@ def make(**overrides) -> FaceEvent:
         frame_height_px=480,
         crop_jpeg_b64="/9j/",
     )
-    fields.update(overrides)
-    return FaceEvent(**fields)
+    return face_event(**(fields | overrides))
 
 
 def test_json_round_trip():
@@ -84,10 +79,11 @@ def test_naive_datetime_rejected():
         make(recognized_at="2026-06-01T10:00:00")
 
 
-def test_schema_version_2_rejected():
+@pytest.mark.parametrize("version", [1, 3])
+def test_other_schema_versions_rejected(version):
     data = json.loads(make().to_json())
-    assert data["schema_version"] == 1
-    data["schema_version"] = 2
+    assert data["schema_version"] == 2
+    data["schema_version"] = version
     with pytest.raises(ValidationError):
         FaceEvent.model_validate(data)
 
@@ -100,7 +96,10 @@ def test_schema_version_2_rejected():
         {"tolerance": 0},
         {"box": (1, 2, 3)},
         {"frame_width_px": 0},
-        {"faces_in_frame": 0},
+        {"frames": 0},
+        {"event_type": "started"},
+        {"reason": "because"},
+        {"quality": {"width_px": 10, "sharpness": 1.0, "frontal": 2.0}},
         {"category": "friend"},
         {"event_id": ""},
     ],
@@ -115,7 +114,7 @@ def test_event_ids_default_unique_hex():
     del fields["event_id"]
     a, b = FaceEvent(**fields), FaceEvent(**fields)
     assert a.event_id != b.event_id
-    assert len(a.event_id) == 32 and int(a.event_id, 16) >= 0
+    assert len(a.event_id) == 32 and set(a.event_id) <= set("0123456789abcdef")
 
 
 def test_format_time():

@@ -31,7 +31,10 @@ def parse(*argv):
 def test_defaults():
     mqtt = cfg.load(cfg.MqttSettings, parse("recognizer"))
     assert (mqtt.host, mqtt.port, mqtt.topic_prefix) == ("127.0.0.1", 1883, "facebus")
-    assert cfg.load(cfg.RecognizerSettings, parse("recognizer")).tolerance == 0.58
+    recognizer = cfg.load(cfg.RecognizerSettings, parse("recognizer"))
+    assert (recognizer.model, recognizer.tolerance) == ("yunet-sface", None)
+    assert (recognizer.tolerance_for("yunet-sface"), recognizer.tolerance_for("dlib")) == (
+        cfg.DEFAULT_TOLERANCES["yunet-sface"], 0.58)
 
 
 def test_dotenv_read(tmp_path):
@@ -119,7 +122,7 @@ def test_missing_source_exits_2(capsys):
 
 
 def test_several_bad_settings_one_line_each(capsys):
-    assert main(["recognizer", "--tolerance", "2", "--margin", "-1"]) == EXIT_CONFIG
+    assert main(["recognizer", "--tolerance", "3", "--margin", "-1"]) == EXIT_CONFIG
     lines = [line for line in capsys.readouterr().err.splitlines() if "invalid setting" in line]
     assert len(lines) == 2
     assert any("--tolerance" in line for line in lines) and any("--margin" in line for line in lines)
