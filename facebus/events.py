@@ -44,6 +44,7 @@ class Reason(str, Enum):
     """Why a track has the identity it has."""
 
     matched = "matched"
+    consistent = "consistent"
     no_match = "no_match"
     ambiguous = "ambiguous"
     too_small = "too_small"
@@ -93,7 +94,8 @@ class FaceEvent(BaseModel):
     person: str | None = Field(..., description="Gallery person id (file or folder name); null when unknown.")
     category: Category = Field(..., description="authorised, restricted or unknown.")
     reason: Reason = Field(
-        ..., description="matched; or why unknown: no_match, ambiguous, too_small, too_blurred (quality gate), empty_gallery."
+        ..., description="matched, consistent (named by the same nearest person over many views); or why unknown: "
+        "no_match, ambiguous, too_small, too_blurred (quality gate), empty_gallery."
     )
     distance: float | None = Field(
         ..., ge=0, description="Smallest face distance of the decision's samples to the gallery (lower = more alike); null when nothing was encoded."

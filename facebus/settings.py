@@ -132,6 +132,15 @@ class RecognizerSettings(BaseSettings):
         2, ge=1, le=20, title="Votes to decide",
         description="Encoded views a track needs before it is decided, and votes a person needs (with a majority) to be named.",
     )
+    track_consistent_votes: int = Field(
+        4, ge=0, le=100, title="Consistent views",
+        description="A track whose distinct views have the same nearest person this many times (3/4 of its views), "
+        "each within the consistency band above the tolerance, is that person (0: off).",
+    )
+    track_consistent_band: float = Field(
+        0.15, ge=0, lt=1, title="Consistency band",
+        description="How far above the tolerance a view still counts for the consistency rule.",
+    )
     track_resample_s: float = Field(
         1.0, gt=0, title="Re-encode interval", description="A decided track is encoded again after this long (s), or at once for a better view."
     )

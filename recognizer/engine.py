@@ -63,7 +63,9 @@ class _Device:
     best_views: dict[str, BestView] = field(default_factory=dict)  # track id -> its best view
 
 
-def policy_of(settings: RecognizerSettings) -> TrackPolicy:
+def policy_of(settings: RecognizerSettings, model: str) -> TrackPolicy:
+    """The track policy of ``settings`` for face model ``model`` (whose tolerance applies)."""
+    tolerance = settings.tolerance_for(model)
     return TrackPolicy(
         timeout_s=settings.track_timeout_s,
         min_votes=settings.track_min_votes,
@@ -71,6 +73,9 @@ def policy_of(settings: RecognizerSettings) -> TrackPolicy:
         max_tracks=settings.track_max,
         min_face_px=settings.min_face_px,
         min_sharpness=settings.min_sharpness,
+        consistent_votes=settings.track_consistent_votes,
+        consistent_distance=tolerance + settings.track_consistent_band,
+        margin=settings.margin,
     )
 
 
@@ -90,7 +95,7 @@ class Engine:
         self.model = model or model_of(settings)
         self.tolerance = settings.tolerance_for(self.model.name)
         self.margin = settings.margin
-        self.policy = policy_of(settings)
+        self.policy = policy_of(settings, self.model.name)
         self.index = GalleryIndex([], self.model.name)
         self._devices: OrderedDict[str, _Device] = OrderedDict()
 
@@ -150,7 +155,7 @@ class Engine:
             match = self.index.match(encoding, self.tolerance, self.margin)
             if track.samples == 0:
                 track.best_view = -1.0  # a sampled view beats any gated one
-            if track.add_sample(match, quality, captured_at):
+            if track.add_sample(match, quality, captured_at, self.policy, encoding):
                 device.best_views[track.track_id] = self._view(rgb, detection.box, quality)
         for track in device.tracker.tracks.values():
             if track.last_seen == captured_at:

@@ -32,7 +32,8 @@ class Match:
 
     ``person``/``category``: the nearest gallery person when the match is accepted, else None / unknown.
     ``distance``: face distance to the nearest gallery encoding (None for an empty gallery).
-    ``nearest_person`` and ``image_key``: that nearest person and image, accepted or not.
+    ``nearest_person``, ``nearest_category`` and ``image_key``: that nearest person, their category and image,
+    accepted or not.
     ``second_person``/``second_distance``: the nearest *other* person (None with fewer than two people).
     ``reason``: ``matched``; or why not: ``no_match`` (nearest beyond the tolerance), ``ambiguous`` (within it, but
     the nearest other person is less than the margin farther), ``empty_gallery``.
@@ -46,6 +47,7 @@ class Match:
     second_person: str | None = None
     second_distance: float | None = None
     reason: str = "matched"
+    nearest_category: Category | None = None
 
 
 class GalleryIndex:
@@ -119,6 +121,7 @@ class GalleryIndex:
             second_person,
             second_distance,
             "matched" if accepted else "ambiguous" if within else "no_match",
+            entry.category,
         )
 
 

@@ -16,6 +16,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import numpy as np
+
 from facebus.events import Category
 from facebus.images import Box
 from recognizer.matching import Match
@@ -33,6 +35,11 @@ class TrackPolicy:
     ``better_view``: a view whose :func:`view_score` beats the best so far by this factor is encoded at once.
     ``max_tracks``: live tracks per device (the smallest new detections beyond it are not tracked).
     ``min_face_px``/``min_sharpness``: the quality gate; a face below it is never encoded or named.
+    ``consistent_votes``/``consistent_distance``/``margin``: the consistency rule. A sample whose nearest person P
+    lies within ``consistent_distance`` (above the tolerance) with the margin met is a *consistent* vote for P; a
+    track with at least ``consistent_votes`` such votes for P from distinct views (encodings at least
+    ``DISTINCT_DISTANCE`` apart: a still photo sent again is one view), making three quarters of its samples, is P.
+    0 votes turns the rule off.
     """
 
     timeout_s: float = 1.0
@@ -42,13 +49,20 @@ class TrackPolicy:
     max_tracks: int = 32
     min_face_px: int = 32
     min_sharpness: float = 0.0
+    consistent_votes: int = 4
+    consistent_distance: float = 0.0
+    margin: float = 0.0
+
+
+DISTINCT_DISTANCE = 0.02  # face distance below which two samples of a track are the same view (a repeated frame)
 
 
 @dataclass(frozen=True)
 class Identity:
     """What a track is decided to be.
 
-    ``person``/``category``: the named person, or None / unknown. ``reason``: ``matched``, or why not: ``no_match``
+    ``person``/``category``: the named person, or None / unknown. ``reason``: ``matched`` (votes within the
+    tolerance), ``consistent`` (the consistency rule of :class:`TrackPolicy`), or why not: ``no_match``
     (nearest beyond the tolerance), ``ambiguous`` (two people almost equally near), ``too_small``, ``too_blurred``
     (quality gate), ``empty_gallery``. ``match``: the sample match behind the decision (nearest distance, second
     person), None when nothing was encoded.
@@ -75,6 +89,9 @@ class Track:
     votes: Counter = field(default_factory=Counter)  # person (or UNKNOWN_VOTE) -> samples
     reasons: Counter = field(default_factory=Counter)  # why samples and gated frames were not named
     nearest: dict[str, Match] = field(default_factory=dict)  # vote -> its sample with the smallest distance
+    consistent: Counter = field(default_factory=Counter)  # person -> distinct samples nearest them (consistency rule)
+    consistent_match: dict[str, Match] = field(default_factory=dict)  # person -> their nearest such sample
+    last_encoding: np.ndarray | None = field(default=None, repr=False)
     last_sample_at: datetime | None = None
     best_view: float = -1.0
     announced: Identity | None = None  # the identity last published for this track
@@ -106,9 +123,21 @@ class Track:
             return True
         return (at - self.last_sample_at).total_seconds() >= policy.resample_s
 
-    def add_sample(self, match: Match, quality: Quality, at: datetime) -> bool:
-        """Count one encoded view's match as a vote; True when it is the best view so far (keep its crop)."""
+    def add_sample(
+        self, match: Match, quality: Quality, at: datetime, policy: TrackPolicy, encoding: np.ndarray | None = None
+    ) -> bool:
+        """Count one encoded view's match (of ``encoding``) as a vote; True when it is the best view so far (keep
+        its crop)."""
         vote = match.person if match.person is not None else UNKNOWN_VOTE
+        distinct = encoding is None or self.last_encoding is None or (
+            float(np.linalg.norm(encoding - self.last_encoding)) >= DISTINCT_DISTANCE)
+        if encoding is not None:
+            self.last_encoding = encoding
+        if distinct and _consistent(match, policy):
+            self.consistent[match.nearest_person] += 1
+            best = self.consistent_match.get(match.nearest_person)
+            if best is None or match.distance < best.distance:
+                self.consistent_match[match.nearest_person] = match
         self.samples += 1
         self.votes[vote] += 1
         if match.person is None:
@@ -128,13 +157,15 @@ class Track:
 
     def decide(self, policy: TrackPolicy, ended: bool = False) -> Identity | None:
         """The track's identity from its votes, or None while undecided: fewer than ``min_votes`` samples (for a track
-        never sampled, fewer than ``min_votes`` frames), or a person leads without a majority yet and fewer than
-        ``3 * min_votes`` samples were taken. An ended track is always decided.
+        never sampled, fewer than ``min_votes`` frames), or someone leads without being named yet and fewer than
+        ``max(3 * min_votes, 2 * consistent_votes)`` samples were taken. An ended track is always decided.
 
         A person is named when they have at least ``min_votes`` votes (fewer for a short track whose every frame was
-        sampled, when all agree) and more than half of all samples: a stranger
-        who lands within the tolerance of someone now and then stays unknown, and a track that was unknown becomes
-        known once better views outvote the early ones.
+        sampled, when all agree) and more than half of all samples, or by the consistency rule of
+        :class:`TrackPolicy`: a stranger who lands within the tolerance of someone now and then stays unknown, a
+        person the model sees only from the side or small (just beyond the tolerance, but the same nearest person in
+        view after view) is named, and a track that was unknown becomes known once better views outvote the early
+        ones.
         """
         enough = self.samples >= policy.min_votes or (self.samples == 0 and self.frames >= policy.min_votes)
         if not (enough or ended):
@@ -148,11 +179,25 @@ class Track:
             if n >= needed and 2 * n > self.samples:
                 match = self.nearest[person]
                 return Identity(person, match.category, "matched", match)
-            if not ended and self.announced is None and self.samples < 3 * policy.min_votes:
-                return None  # someone leads: look a little longer before calling the track unknown
+        if policy.consistent_votes and self.consistent:
+            n, person = max((n, person) for person, n in self.consistent.items())
+            if n >= policy.consistent_votes and 4 * n >= 3 * self.samples:
+                match = self.consistent_match[person]
+                return Identity(person, match.nearest_category, "consistent", match)
+        leading = bool(named) or bool(self.consistent)
+        patience = max(3 * policy.min_votes, 2 * policy.consistent_votes)
+        if leading and not ended and self.announced is None and self.samples < patience:
+            return None  # someone leads: look a little longer before calling the track unknown
         reason = self.reasons.most_common(1)[0][0] if self.reasons else "no_match"
         nearest = min(self.nearest.values(), key=lambda m: m.distance, default=None)
         return Identity(None, Category.unknown, reason, nearest)
+
+
+def _consistent(match: Match, policy: TrackPolicy) -> bool:
+    """Whether a sample counts for the consistency rule: nearest within ``consistent_distance``, margin met."""
+    if match.distance is None or match.distance > policy.consistent_distance:
+        return False
+    return match.second_distance is None or match.second_distance - match.distance >= policy.margin
 
 
 def centre(box: Box) -> tuple[float, float]:
