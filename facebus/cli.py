@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state-dir", default=".state/demo", help="where the demo's servers keep their data and crops")
     p.add_argument("--video", default="samples/faces-dev/video/short_hamilton_clip.mp4")
     p.add_argument("--gallery", default="samples/gallery")
-    p.add_argument("--speed", type=float, default=0.1, help="playback speed of the clip (1 = real time)")
+    p.add_argument("--speed", type=float, default=1.0, help="playback speed of the clip (1 = real time)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("faces", help="manage the face gallery (add, remove, move, list, import, identify, forget)")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
@@ -96,14 +97,15 @@ class RecognizerSettings(BaseSettings):
         le=2,
         title="Tolerance",
         description="Largest face distance still called a match; lower is stricter. Empty: the model's default "
-        "(yunet-sface 1.0, dlib 0.58; see docs/accuracy.md).",
+        "(yunet-sface 1.04, dlib 0.58; docs/accuracy.md).",
     )
-    margin: float = Field(
-        0.05,
+    margin: float | None = Field(
+        None,
         ge=0,
         lt=1,
         title="Margin",
-        description="The nearest other person must be at least this much farther than the match, else unknown.",
+        description="The nearest other person must be at least this much farther than the match, else unknown. "
+        "Empty: the model's default (yunet-sface 0.10, dlib 0.05).",
     )
     detect_max_width_px: int = Field(
         640, ge=160, le=4096, title="Detection width", description="Frames wider are shrunk to this width for detection (px)."
@@ -117,13 +119,15 @@ class RecognizerSettings(BaseSettings):
     detect_profiles: bool = Field(
         True, title="Profile faces", description="dlib: also run OpenCV's profile-face cascade (faces turned 45-90 degrees)."
     )
-    min_face_px: int = Field(
-        32, ge=8, le=1000, title="Minimum face size",
-        description="Quality gate: a face narrower than this (px of the frame) is never encoded or named (reason too_small).",
+    min_face_px: int | None = Field(
+        None, ge=8, le=1000, title="Minimum face size",
+        description="Quality gate: a face narrower than this (px of the frame) is never encoded or named (reason "
+        "too_small). Empty: the model's default (yunet-sface 24, dlib 32).",
     )
-    min_sharpness: float = Field(
-        20.0, ge=0, title="Minimum sharpness",
-        description="Quality gate: a face blurrier than this (variance of the Laplacian at 64x64) is never named (too_blurred).",
+    min_sharpness: float | None = Field(
+        None, ge=0, title="Minimum sharpness",
+        description="Quality gate: a face blurrier than this (variance of the Laplacian at 64x64) is never named "
+        "(too_blurred). Empty: the model's default (yunet-sface 40, dlib 80).",
     )
     track_timeout_s: float = Field(
         1.0, gt=0, le=60, title="Track timeout", description="A face track unseen this long (s, capture time) ends."
@@ -138,7 +142,7 @@ class RecognizerSettings(BaseSettings):
         "each within the consistency band above the tolerance, is that person (0: off).",
     )
     track_consistent_band: float = Field(
-        0.15, ge=0, lt=1, title="Consistency band",
+        0.12, ge=0, lt=1, title="Consistency band",
         description="How far above the tolerance a view still counts for the consistency rule.",
     )
     track_resample_s: float = Field(
@@ -194,22 +198,38 @@ class RecognizerSettings(BaseSettings):
     )
 
 
-    @field_validator("cache_dir", "tolerance", mode="before")
+    @field_validator("cache_dir", "tolerance", "margin", "min_face_px", "min_sharpness", mode="before")
     @classmethod
     def _empty_disables(cls, value: object) -> object:
         return None if value == "" else value
 
-    def tolerance_for(self, model: str) -> float:
-        """The tolerance in force for ``model``: the setting, else the model's default (docs/accuracy.md)."""
-        return self.tolerance if self.tolerance is not None else DEFAULT_TOLERANCES[model]
+    def thresholds(self, model: str) -> Thresholds:
+        """The tolerance, margin and quality gate in force for ``model``: each setting, else the model's default."""
+        defaults = MODEL_DEFAULTS[model]
+        return Thresholds(**{name: value if (value := getattr(self, name)) is not None else getattr(defaults, name)
+                             for name in Thresholds.__dataclass_fields__})
 
     def worker_count(self) -> int:
         return self.workers or os.cpu_count() or 1
 
 
-# Chosen in docs/accuracy.md from the faces-dev curves (bench/accuracy.py).
-DEFAULT_TOLERANCES = {"yunet-sface": 1.0, "dlib": 0.58}
+@dataclass(frozen=True)
+class Thresholds:
+    """Matching and quality-gate thresholds of one face model (distances have no unit; sizes in px)."""
 
+    tolerance: float
+    margin: float
+    min_face_px: int
+    min_sharpness: float
+
+
+# Chosen in docs/accuracy.md from the faces-dev curves (bench/accuracy.py): tolerance in the middle of the gap between
+# the farthest named probe and the nearest stranger; the largest margin costing no probe; the smallest face and the
+# blurriest view from which faces are named >= 90 % right with no wrong name.
+MODEL_DEFAULTS = {
+    "yunet-sface": Thresholds(tolerance=1.04, margin=0.10, min_face_px=24, min_sharpness=40.0),
+    "dlib": Thresholds(tolerance=0.58, margin=0.05, min_face_px=32, min_sharpness=80.0),
+}
 
 class InfluxSettings(BaseSettings):
     """InfluxDB connection: v1 ``/write`` API (InfluxDB 1.x) or v2 API (1.8+, 2.x, 3.x)."""

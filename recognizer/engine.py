@@ -64,18 +64,19 @@ class _Device:
 
 
 def policy_of(settings: RecognizerSettings, model: str) -> TrackPolicy:
-    """The track policy of ``settings`` for face model ``model`` (whose tolerance applies)."""
-    tolerance = settings.tolerance_for(model)
+    """The track policy of ``settings`` for face model ``model`` (whose thresholds apply). The consistency rule asks
+    for half the margin, within ``track_consistent_band`` above the tolerance."""
+    limits = settings.thresholds(model)
     return TrackPolicy(
         timeout_s=settings.track_timeout_s,
         min_votes=settings.track_min_votes,
         resample_s=settings.track_resample_s,
         max_tracks=settings.track_max,
-        min_face_px=settings.min_face_px,
-        min_sharpness=settings.min_sharpness,
+        min_face_px=limits.min_face_px,
+        min_sharpness=limits.min_sharpness,
         consistent_votes=settings.track_consistent_votes,
-        consistent_distance=tolerance + settings.track_consistent_band,
-        margin=settings.margin,
+        consistent_distance=limits.tolerance + settings.track_consistent_band,
+        margin=limits.margin / 2,
     )
 
 
@@ -93,8 +94,8 @@ class Engine:
     def __init__(self, settings: RecognizerSettings, model: FaceModel | None = None) -> None:
         self.settings = settings
         self.model = model or model_of(settings)
-        self.tolerance = settings.tolerance_for(self.model.name)
-        self.margin = settings.margin
+        limits = settings.thresholds(self.model.name)
+        self.tolerance, self.margin = limits.tolerance, limits.margin
         self.policy = policy_of(settings, self.model.name)
         self.index = GalleryIndex([], self.model.name)
         self._devices: OrderedDict[str, _Device] = OrderedDict()

@@ -158,7 +158,7 @@ def cmd_list(args: argparse.Namespace, settings: RecognizerSettings) -> int:
 
     loader = open_gallery(settings)
     loader.refresh(lambda keys: _progress(keys, "checking photos"))
-    lookalike = lookalikes(loader.index, settings.tolerance_for(settings.model))
+    lookalike = lookalikes(loader.index, settings.thresholds(settings.model).tolerance)
     rows = store.summarize(loader.listed, loader.rejected, lookalike)
     ignored = store.outside_layout(loader.listed)
     if args.json:

@@ -35,7 +35,8 @@ class TrackPolicy:
     ``better_view``: a view whose :func:`view_score` beats the best so far by this factor is encoded at once.
     ``max_tracks``: live tracks per device (the smallest new detections beyond it are not tracked).
     ``min_face_px``/``min_sharpness``: the quality gate; a face below it is never encoded or named.
-    ``consistent_votes``/``consistent_distance``/``margin``: the consistency rule. A sample whose nearest person P
+    ``consistent_votes``/``consistent_distance``/``margin``: the consistency rule (``margin`` is its own, not the
+    matching margin). A sample whose nearest person P
     lies within ``consistent_distance`` (above the tolerance) with the margin met is a *consistent* vote for P; a
     track with at least ``consistent_votes`` such votes for P from distinct views (encodings at least
     ``DISTINCT_DISTANCE`` apart: a still photo sent again is one view), making three quarters of its samples, is P.

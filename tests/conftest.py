@@ -72,7 +72,7 @@ def s3_env(seaweedfs, monkeypatch):
 
 
 
-DEMO_SPEED = 0.1  # slow enough that the recognizer sees each 2-s shot of the clip in ~10 processed frames
+DEMO_SPEED = 1.0  # real time, at the publisher's default 5 fps cap
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import sys
 import pytest
 from PIL import Image
 
-from facebus.settings import DEFAULT_TOLERANCES
+from facebus.settings import MODEL_DEFAULTS
 from tests.conftest import FACES_DEV, GALLERY, ROOT
 
 pytestmark = pytest.mark.integration
@@ -46,7 +46,7 @@ def test_identify_names_each_face_and_reports_files_without_faces(tmp_path):
     for face in group:
         top, right, bottom, left = face["box"]
         assert 0 <= top < bottom and 0 <= left < right
-        assert face["distance"] <= DEFAULT_TOLERANCES["yunet-sface"] and face["second_distance"] - face["distance"] >= 0.05
+        assert face["distance"] <= MODEL_DEFAULTS["yunet-sface"].tolerance and face["second_distance"] - face["distance"] >= MODEL_DEFAULTS["yunet-sface"].margin
         assert face["matched_image"].startswith(f"Authorised/{face['person']}/")
         with Image.open(face["crop"]) as crop:
             assert crop.format == "JPEG"

@@ -37,7 +37,8 @@ def test_s3_gallery_with_both_layouts_and_a_rejected_image(s3_env, tmp_path):
     model = photo_model(settings)
     rgb, found = photo_faces(model, (FACES_DEV / "probe/Barack_Obama/obama_small.jpg").read_bytes())
     (probe,) = model.encode(rgb, found[:1])
-    assert index.match(probe, settings.tolerance_for(settings.model), settings.margin).person == "Barack_Obama"
+    limits = settings.thresholds(settings.model)
+    assert index.match(probe, limits.tolerance, limits.margin).person == "Barack_Obama"
 
 
 def test_s3_listing_tags_change_when_an_object_is_replaced(s3_env):

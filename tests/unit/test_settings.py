@@ -32,9 +32,12 @@ def test_defaults():
     mqtt = cfg.load(cfg.MqttSettings, parse("recognizer"))
     assert (mqtt.host, mqtt.port, mqtt.topic_prefix) == ("127.0.0.1", 1883, "facebus")
     recognizer = cfg.load(cfg.RecognizerSettings, parse("recognizer"))
-    assert (recognizer.model, recognizer.tolerance) == ("yunet-sface", None)
-    assert (recognizer.tolerance_for("yunet-sface"), recognizer.tolerance_for("dlib")) == (
-        cfg.DEFAULT_TOLERANCES["yunet-sface"], 0.58)
+    assert (recognizer.model, recognizer.tolerance, recognizer.margin) == ("yunet-sface", None, None)
+    assert recognizer.thresholds("yunet-sface") == cfg.MODEL_DEFAULTS["yunet-sface"]
+    assert recognizer.thresholds("dlib").tolerance == 0.58
+    custom = cfg.RecognizerSettings(tolerance=0.9, min_face_px=40)
+    assert (custom.thresholds("dlib").tolerance, custom.thresholds("dlib").min_face_px) == (0.9, 40)
+    assert custom.thresholds("dlib").margin == cfg.MODEL_DEFAULTS["dlib"].margin
 
 
 def test_dotenv_read(tmp_path):
