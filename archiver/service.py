@@ -206,7 +206,7 @@ class Archiver:
     def stats_message(self, interval_s: float) -> dict:
         """The archiver's own figures of the last interval, in the stats message shape."""
         service, _ = split_by_device(self.counters.deltas())
-        names = ("events_in", "events_bad", "events_throttled", "entries_written", "metrics_written", "write_errors")
+        names = ("events_in", "events_bad", "events_throttled", "events_ended", "entries_written", "metrics_written", "write_errors")
         figures = {name: service.get(name, 0) for name in names} | {"pending": self.batch.pending()}
         return {"schema_version": 1, "service": "archiver", "interval_s": interval_s, "service_stats": figures}
 

@@ -259,10 +259,11 @@ def run_part1(repeats: int) -> None:
 
 
 def _outcome(result: dict) -> list:
-    """What a run named, comparable across runs (track ids differ from run to run)."""
+    """What a run named, comparable across runs (track ids, and so the order of a frame's events, differ)."""
     if "named" in result:
         return result["named"]
-    return [(kind, person, first_s, last_s) for kind, _, person, _, _, _, first_s, last_s, *_ in result["events"]]
+    return sorted(repr((kind, person, first_s, last_s))
+                  for kind, _, person, _, _, _, first_s, last_s, *_ in result["events"])
 
 
 def report_speed(runs: dict[str, list[dict]]) -> None:

@@ -164,7 +164,8 @@ class Recognizer:
             "gallery_people": len(self.gallery.index.people),
             "gallery_images": len(self.gallery.index),
             "frames_bad": service.get("frames_bad", 0),
-        }
+        } | {name: service.get(name, 0) for name in (
+            "frames_still", "faces_encoded", "events_decided", "events_changed", "events_ended", "worker_errors")}
         latency = self.latency_ms.drain_percentiles(50, 99)
         if latency:
             figures |= {"latency_p50_ms": latency[50], "latency_p99_ms": latency[99]}
