@@ -716,6 +716,7 @@ def report_live_summary(recorder: Recorder, run: LiveRun) -> None:
          f"{np.median([s['latency_p50_ms'] for s in own]):.0f} / {max(s['latency_p99_ms'] for s in own):.0f} ms"],
         ["RSS recognizer + workers, first / max / last", "-" if not run.rss else
          f"{run.rss[0]:.0f} / {max(run.rss):.0f} / {run.rss[-1]:.0f} MiB ({len(run.rss)} samples, 5 s apart)"],
+        ["RSS samples (MiB; the first before any frame)", " ".join(f"{v:.0f}" for v in run.rss) or "-"],
         ["cores busy while sending", ", ".join(f"{c} {p:.0f}%" for c, p in run.cores.items())],
         *[[f"CPU {name}", f"{s:.1f} s ({100 * s / run.send_s:.0f}% of a core)"] for name, s in run.cpu_s.items()],
         ["face events", f"{len(decided)} decided/changed, {len(recorder.faces) - len(decided)} ended"],

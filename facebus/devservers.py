@@ -80,11 +80,11 @@ def _binary(name: str, *candidates: str) -> str:
 
 
 def start_mosquitto(state_dir: Path, port: int | None = None) -> Server:
-    """Mosquitto 2 on 127.0.0.1, anonymous, no persistence."""
+    """Mosquitto 2 on 127.0.0.1, anonymous, no persistence, Nagle off on client sockets (as the shipped config)."""
     state_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     conf = state_dir / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n")
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\nlog_dest stderr\n")
     log_path = state_dir / "mosquitto.log"
     process = subprocess.Popen(
         [_binary("mosquitto", "/usr/sbin/mosquitto"), "-c", str(conf)],

@@ -19,7 +19,7 @@ from facebus.settings import RecognizerSettings
 from facebus.stats import Samples, split_by_device
 from recognizer.engine import FrameResult
 from recognizer.gallery import GalleryLoader
-from recognizer.workers import Frame, Worker, worker_of
+from recognizer.workers import DeviceOwners, Frame, Worker
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,7 @@ class Recognizer:
         self.counters = mqtt.counters
         self.latency_ms = Samples()
         self.workers: list[Worker] = []
+        self.owners = DeviceOwners(1, 1)  # replaced by start_workers
         self._gallery_published = False
 
     # -- MQTT thread -----------------------------------------------------------------------------------------------
@@ -61,7 +62,7 @@ class Recognizer:
                 self.counters.add("frames_bad_capture_time")
         self.counters.add(f"frames_in/{device_id}")
         frame = Frame(message.topic, device_id, message.payload, captured_at, time.monotonic())
-        if self.workers[worker_of(device_id, len(self.workers))].slots.put(device_id, frame):
+        if self.workers[self.owners.owner(device_id)].slots.put(device_id, frame):
             self.counters.add("frames_dropped")
             self.counters.add(f"frames_dropped/{device_id}")
 
@@ -190,6 +191,7 @@ class Recognizer:
             raise RuntimeError("a recognizer worker failed to start (see the error above)")
         for worker in workers:
             worker.set_gallery(self.gallery.index)
+        self.owners = DeviceOwners(count, self.settings.max_devices * count)
         self.workers = workers
         log.info("%d workers (model %s) started in %.1f s", count, self.settings.model, time.perf_counter() - started)
 

@@ -1,6 +1,7 @@
 """Worker processes: one :class:`~recognizer.engine.Engine` per process, so recognition uses every core.
 
-A device always goes to the same worker (CRC-32 of its id modulo the worker count), so its tracks live in one place.
+A device always goes to the same worker (:class:`DeviceOwners`: the least loaded when it is first seen), so its
+tracks live in one place.
 Each worker has a latest-frame-wins slot per device in the parent (:class:`~recognizer.slots.LatestSlots`) and one
 frame in flight at a time over a pipe: when frames outrun the cores, the older waiting frame of a device is
 replaced and counted as dropped, so latency and memory stay bounded. The gallery is sent to a worker before its
@@ -16,7 +17,7 @@ import logging
 import multiprocessing
 import threading
 import traceback
-import zlib
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -150,6 +151,31 @@ class Worker:
         return events
 
 
-def worker_of(device_id: str, workers: int) -> int:
-    """Index of the worker that owns ``device_id``: stable across restarts and processes."""
-    return zlib.crc32(device_id.encode()) % workers
+class DeviceOwners:
+    """Which worker owns each device: a device seen for the first time goes to the worker that owns the fewest, and
+    stays there, so its tracks live in one place and devices spread evenly (hashing put 3 of 4 cameras on one of two
+    workers). At most ``capacity`` devices are remembered; the one unseen the longest is forgotten first (its tracks
+    have ended by then: a worker forgets a quiet device after ``track_timeout_s``). Not thread-safe: the MQTT thread
+    calls it."""
+
+    def __init__(self, workers: int, capacity: int) -> None:
+        self.capacity = capacity
+        self.load = [0] * workers
+        self._owner: OrderedDict[str, int] = OrderedDict()
+
+    def owner(self, device_id: str) -> int:
+        """Index of the worker that owns ``device_id`` (assigned now when it is new)."""
+        worker = self._owner.get(device_id)
+        if worker is not None:
+            self._owner.move_to_end(device_id)
+            return worker
+        while len(self._owner) >= self.capacity:
+            _, forgotten = self._owner.popitem(last=False)
+            self.load[forgotten] -= 1
+        worker = min(range(len(self.load)), key=self.load.__getitem__)
+        self._owner[device_id] = worker
+        self.load[worker] += 1
+        return worker
+
+    def __len__(self) -> int:
+        return len(self._owner)

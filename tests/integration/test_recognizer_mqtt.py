@@ -174,12 +174,17 @@ def test_a_busy_recognizer_keeps_only_the_newest_frame_per_device(recognizer, li
     assert people - {None} == {"Barack_Obama", "Joseph_Biden"}  # YuNet also finds a stranger at the bottom edge
 
 
-def test_frames_of_many_devices_spread_over_the_workers(recognizer):
-    from recognizer.workers import worker_of
-
-    owners = {worker_of(f"cam{i}", len(recognizer.workers)) for i in range(20)}
-    assert owners == set(range(len(recognizer.workers))) and len(recognizer.workers) == 2
-    assert {p.process.pid for p in recognizer.workers} and all(w.process.is_alive() for w in recognizer.workers)
+def test_cameras_spread_evenly_over_the_worker_processes(recognizer, listener):
+    photo = (FACES_DEV / "probe/Tom_Hanks/Tom_Hanks_0008.jpg").read_bytes()
+    cameras = [f"spread{i}" for i in range(4)]
+    for camera in cameras:
+        listener.publish_frame(camera, photo)
+    assert wait_for(lambda: all(recognizer.counters.get(f"frames_processed/{c}") == 1 for c in cameras), 20)
+    owners = [recognizer.owners.owner(c) for c in cameras]
+    assert owners.count(0) == owners.count(1) == 2  # the least loaded worker takes each new camera
+    assert max(recognizer.owners.load) - min(recognizer.owners.load) <= 1
+    assert len(recognizer.workers) == 2 and all(w.process.is_alive() for w in recognizer.workers)
+    assert len({w.process.pid for w in recognizer.workers}) == 2
 
 
 def test_tracks_topic_carries_the_boxes_of_each_processed_frame(recognizer, listener):

@@ -63,3 +63,21 @@ def test_producer_never_blocks_without_a_consumer():
     assert not producer.is_alive()
     assert len(slots) == 4 and slots.dropped == n - 4
     assert [slots.take(0) for _ in range(4)] == [("cam0", n - 4), ("cam1", n - 3), ("cam2", n - 2), ("cam3", n - 1)]
+
+
+def test_device_owners_spread_new_devices_evenly_and_stay_sticky():
+    from recognizer.workers import DeviceOwners
+
+    owners = DeviceOwners(workers=2, capacity=100)
+    first = [owners.owner(f"cam{i}") for i in range(4)]
+    assert sorted(first) == [0, 0, 1, 1]
+    assert [owners.owner(f"cam{i}") for i in range(4)] == first  # a device stays on its worker
+
+
+def test_device_owners_are_bounded_when_device_ids_flood_in():
+    from recognizer.workers import DeviceOwners
+
+    owners = DeviceOwners(workers=3, capacity=50)
+    for i in range(10_000):
+        owners.owner(f"invented-{i}")
+    assert len(owners) == 50 and sum(owners.load) == 50 and max(owners.load) - min(owners.load) <= 1
