@@ -58,7 +58,6 @@ from facebus.mqtt import Message, MqttClient  # noqa: E402
 from facebus.settings import MqttSettings, RecognizerSettings  # noqa: E402
 from facebus.topics import ONLINE, Topics  # noqa: E402
 from recognizer.identify import video_frames  # noqa: E402
-from recognizer.workers import worker_of  # noqa: E402
 
 CLIP = REPO / "samples/faces-dev/video/short_hamilton_clip.mp4"
 SEGMENTS_CSV = REPO / "samples/faces-dev/video/short_hamilton_clip_segments.csv"
@@ -550,10 +549,9 @@ def stop_process(process: subprocess.Popen, timeout_s: float = 20.0) -> None:
 def run_part2(live_s: float) -> None:
     frames = clip_jpegs(LIVE_FPS)
     workers = RecognizerSettings().worker_count()
-    owners = ", ".join(f"{d}->{worker_of(d, workers)}" for d in LIVE_DEVICES)
     mean_kib = np.mean([len(jpeg) for _, jpeg in frames]) / 1024
     print(f"\npart 2: {len(LIVE_DEVICES)} cameras x {LIVE_FPS:g} fps for {live_s:g} s, {len(frames)} looping 640x360 "
-          f"JPEG frames (mean {mean_kib:.0f} KiB); recognizer with {workers} workers; device->worker: {owners}",
+          f"JPEG frames (mean {mean_kib:.0f} KiB); recognizer with {workers} workers (a new camera goes to the least loaded)",
           flush=True)
     with tempfile.TemporaryDirectory(prefix="facebus-bench-") as scratch:
         state = Path(scratch)

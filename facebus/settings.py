@@ -157,6 +157,10 @@ class RecognizerSettings(BaseSettings):
         0.15, gt=0, le=1, title="Scene cut threshold",
         description="A frame whose grey histogram lies this far (Bhattacharyya, 0-1) from the last ends every live track (a cut, a moved camera).",
     )
+    max_clock_skew_s: float = Field(
+        300.0, gt=0, title="Clock skew",
+        description="A frame whose capture_time is further than this (s) from its arrival uses the arrival time (counted as frames_bad_capture_time).",
+    )
     max_devices: int = Field(
         1000, ge=1, title="Devices", description="Most devices with live state per worker; the longest quiet is forgotten first."
     )

@@ -60,6 +60,7 @@ class _Device:
     motion_ref: tuple[np.ndarray, np.ndarray] | None = None  # (grey 64x36, its histogram) of the last frame
     last_frame_s: float = 0.0  # monotonic time the last frame arrived
     had_tracks: bool = False  # the last processed frame showed tracks
+    last_captured_at: datetime | None = None
     best_views: dict[str, BestView] = field(default_factory=dict)  # track id -> its best view
 
 
@@ -127,6 +128,9 @@ class Engine:
         result = FrameResult()
         device = self._device(device_id, result)
         device.last_frame_s = time.monotonic() if now_s is None else now_s
+        if device.last_captured_at is not None and captured_at < device.last_captured_at:
+            captured_at = device.last_captured_at  # a device's time never runs backwards for its tracks
+        device.last_captured_at = captured_at
         motion = self._motion(device, rgb)
         if motion == "still":
             result.still = True

@@ -53,12 +53,15 @@ class Recognizer:
                 message.topic, len(message.payload), self.settings.max_frame_bytes, extra={"topic": message.topic},
             )
             return
-        captured_at = utc_now()
+        received_at = captured_at = utc_now()
         stamp = message.user_properties.get(CAPTURE_TIME_PROPERTY)
         if stamp:
             try:
                 captured_at = parse_time(stamp)
             except ValueError:
+                self.counters.add("frames_bad_capture_time")
+            if abs((captured_at - received_at).total_seconds()) > self.settings.max_clock_skew_s:
+                captured_at = received_at  # a camera clock far off would freeze or scramble its tracks' timing
                 self.counters.add("frames_bad_capture_time")
         self.counters.add(f"frames_in/{device_id}")
         frame = Frame(message.topic, device_id, message.payload, captured_at, time.monotonic())

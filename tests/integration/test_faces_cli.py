@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from facebus.settings import MODEL_DEFAULTS
-from tests.conftest import FACES_DEV, GALLERY, ROOT
+from tests.conftest import CLIP, FACES_DEV, GALLERY, ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +46,28 @@ def test_identify_names_each_face_and_reports_files_without_faces(tmp_path):
     for face in group:
         top, right, bottom, left = face["box"]
         assert 0 <= top < bottom and 0 <= left < right
-        assert face["distance"] <= MODEL_DEFAULTS["yunet-sface"].tolerance and face["second_distance"] - face["distance"] >= MODEL_DEFAULTS["yunet-sface"].margin
+        limits = MODEL_DEFAULTS["yunet-sface"]
+        assert face["distance"] <= limits.tolerance and face["second_distance"] - face["distance"] >= limits.margin
         assert face["matched_image"].startswith(f"Authorised/{face['person']}/")
         with Image.open(face["crop"]) as crop:
+            assert crop.format == "JPEG"
+
+
+def test_identify_a_video_prints_one_line_per_track_naming_exactly_the_three_people(tmp_path):
+    env = dict(os.environ, FACEBUS_RECOGNIZER_CACHE_DIR=str(tmp_path / "cache"), FACEBUS_LOG_JSON="1")
+    done = subprocess.run(
+        [sys.executable, "-m", "facebus", "faces", "identify", str(CLIP), "--fps", "10", "--gallery", str(GALLERY),
+         "--crops", str(tmp_path / "crops")],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    tracks = [json.loads(line) for line in done.stdout.splitlines()]
+    named = {t["person"]: t["category"] for t in tracks if t["person"]}
+    assert named == {"Lin_Manuel_Miranda": "authorised", "Alex_Lacamoire": "restricted", "Barack_Obama": "authorised"}
+    assert len({t["track_id"] for t in tracks}) == len(tracks)
+    for track in tracks:
+        assert 0 <= track["first_s"] <= track["last_s"] <= 9.2 and track["frames"] >= 1
+        assert set(track) >= {"file", "track_id", "first_s", "last_s", "frames", "person", "category", "distance",
+                              "second_person", "second_distance", "votes", "box"}
+        with Image.open(track["crop"]) as crop:
             assert crop.format == "JPEG"

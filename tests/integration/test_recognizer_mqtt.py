@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import threading
-import time
+from datetime import timedelta
 
 import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from facebus.events import CAPTURE_TIME_PROPERTY, FaceEvent, parse_time
+from facebus.events import CAPTURE_TIME_PROPERTY, FaceEvent, format_time, parse_time, utc_now
 from facebus.mqtt import MqttClient, user_properties
 from facebus.settings import MqttSettings, RecognizerSettings
 from facebus.topics import Topics
@@ -97,12 +97,13 @@ def test_availability_is_retained_online(recognizer, listener, mosquitto):
 
 def test_a_photo_frame_gives_one_track_naming_the_person(recognizer, listener):
     photo = (FACES_DEV / "probe/Barack_Obama/obama_small.jpg").read_bytes()
-    listener.publish_frame("door", photo, capture_time="2026-11-22T10:00:00.250Z")
+    stamp = format_time(utc_now() - timedelta(seconds=2))
+    listener.publish_frame("door", photo, capture_time=stamp)
     (ended,) = listener.wait_events("door", 1, event_type="ended")  # a still photo: the track ends 1 s later
     (event,) = listener.events("door")
     assert event.person == "Barack_Obama" and event.category.value == "authorised" and event.reason.value == "matched"
     assert event.model == "yunet-sface" and event.distance <= event.tolerance
-    assert event.captured_at == parse_time("2026-11-22T10:00:00.250Z") == event.first_seen == event.last_seen
+    assert event.captured_at == parse_time(stamp) == event.first_seen == event.last_seen
     assert event.second_person and event.second_distance - event.distance >= event.margin
     assert event.matched_image.startswith("Authorised/Barack_Obama/")
     assert (event.frames, event.samples, event.votes) == (1, 1, {"Barack_Obama": 1})
@@ -121,8 +122,9 @@ def test_a_stranger_is_unknown_with_null_person(recognizer, listener):
 
 def test_a_face_seen_for_many_frames_is_one_track_with_one_decision(recognizer, listener):
     photo = (FACES_DEV / "probe/Tom_Hanks/Tom_Hanks_0006.jpg").read_bytes()
+    start = utc_now()
     for i in range(8):  # a camera at 5 fps looking at one person
-        listener.publish_frame("hall", photo, capture_time=f"2026-11-22T10:00:0{i // 5}.{(i % 5) * 200:03d}Z")
+        listener.publish_frame("hall", photo, capture_time=format_time(start + timedelta(seconds=0.2 * i)))
         wait_for(lambda: recognizer.counters.get("frames_processed/hall") > i, timeout_s=10)
     (ended,) = listener.wait_events("hall", 1, event_type="ended")
     (decided,) = listener.events("hall")
@@ -200,3 +202,14 @@ def test_tracks_topic_carries_the_boxes_of_each_processed_frame(recognizer, list
         assert 0 <= left < right <= message.frame_width_px and 0 <= top < bottom <= message.frame_height_px
     ended = listener.wait_events("porch", 3, event_type="ended")
     assert {e.track_id for e in ended} == {t.track_id for t in message.tracks}
+
+
+def test_a_capture_time_far_from_now_is_replaced_by_the_receive_time(recognizer, listener):
+    """A camera whose clock says 2200 must not freeze its tracks (nor 1999 scramble them)."""
+    photo = (FACES_DEV / "probe/Tom_Hanks/Tom_Hanks_0008.jpg").read_bytes()
+    bad = recognizer.counters.get("frames_bad_capture_time")
+    before = utc_now()
+    listener.publish_frame("skewed", photo, capture_time="2200-01-01T00:00:00Z")
+    (event,) = listener.wait_events("skewed", 1)
+    assert before <= event.captured_at <= utc_now() and event.person == "Tom_Hanks"
+    assert recognizer.counters.get("frames_bad_capture_time") == bad + 1
