@@ -10,7 +10,7 @@ are looked up in the gallery.
 
 Every photo is shrunk to at most 1024 px on its longest side and its largest face, found by the model's own
 detector, is encoded, as the recognizer does with gallery photos (dlib: gallery photos with HOG only and 10 jitters,
-probes with HOG + profile cascade and 1 jitter; the recognizer's near-miss refinement is not applied). Per model:
+probes with HOG + profile cascade and 1 jitter). Per model:
 
 1. identification: gallery vs probes and strangers for a sweep of tolerances and margins;
 2. verification: the distance of each pairs.csv pair vs a threshold;
@@ -49,9 +49,8 @@ from facebus.images import ImageError, load_photo, scale_image  # noqa: E402
 from recognizer import quality  # noqa: E402
 from recognizer.matching import GalleryEntry, GalleryIndex  # noqa: E402
 from recognizer.models import MODEL_NAMES, Detection, FaceModel, load_model  # noqa: E402
+from recognizer.photos import GALLERY_JITTERS, PHOTO_MAX_SIDE_PX  # noqa: E402
 
-PHOTO_MAX_SIDE_PX = 1024
-GALLERY_JITTERS = 10  # = recognizer.faces.GALLERY_JITTERS (not imported: that module loads dlib)
 SWEEPS = {
     "yunet-sface": [0.90, 0.95, 1.00, 1.025, 1.05, 1.075, 1.10, 1.125, 1.15, 1.20],
     "dlib": [0.45, 0.50, 0.54, 0.56, 0.58, 0.60, 0.62],

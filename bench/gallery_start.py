@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/gallery_start.py [GALLERY]        # default samples/gallery (folder or s3://bucket/prefix)
 
-Loads the gallery exactly as the recognizer does (recognizer.service.open_gallery: the gallery encoder with its
+Loads the gallery exactly as the recognizer does (recognizer.photos.open_gallery: the gallery encoder with its
 checks, 10 jitters per photo, the on-disk cache) with an empty cache folder, then again with the cache it filled, then
 refreshes the warm loader once more (what every poll costs when nothing changed). Prints seconds and cache hits.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from facebus.settings import RecognizerSettings  # noqa: E402
-from recognizer.service import open_gallery  # noqa: E402
+from recognizer.photos import open_gallery  # noqa: E402
 
 
 def timed_load(settings: RecognizerSettings):

@@ -192,8 +192,9 @@ class GalleryLoader:
     """Keeps a gallery in step with its source: each :meth:`refresh` lists the source and reads and encodes only the
     images whose version tag (S3 ETag, folder mtime+size) is new, so a poll of an unchanged gallery costs one listing.
 
-    ``encode_photo`` turns image bytes into one face encoding of model ``model`` and raises ImageError (with the reason) when the image
-    is unusable: that image is rejected and the rest loads. Not thread-safe: one thread refreshes.
+    ``encode_photo`` turns image bytes into one face encoding of model ``model`` and raises ImageError (with the
+    reason) when the image is unusable: that image is rejected and the rest loads. Not thread-safe: one thread
+    refreshes.
     """
 
     def __init__(self, source: GallerySource, encode_photo: Callable[[bytes], np.ndarray], model: str = "") -> None:
