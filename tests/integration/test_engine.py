@@ -94,3 +94,29 @@ def test_a_gallery_of_another_model_is_refused(index):
     engine = make_engine(index)
     with pytest.raises(ValueError, match="dlib"):
         engine.set_gallery(GalleryIndex(index.entries, "dlib"))
+
+
+def test_the_dlib_model_still_serves_its_galleries_and_never_meets_sface_encodings(tmp_path):
+    """model=dlib end to end on a small gallery; its cache entries and index are its own."""
+    import shutil
+
+    from recognizer.engine import Engine
+    from recognizer.photos import load_index
+
+    gallery = tmp_path / "gallery"
+    for person in ("Tom_Hanks", "Joseph_Biden"):
+        shutil.copytree(GALLERY / "Authorised" / person, gallery / "Authorised" / person)
+    cache = tmp_path / "cache"
+    sface_index, _ = load_index(RecognizerSettings(gallery=str(gallery), cache_dir=cache))
+    settings = RecognizerSettings(gallery=str(gallery), cache_dir=cache, model="dlib")
+    dlib_index, rejected = load_index(settings)
+    assert not rejected and dlib_index.model == "dlib" and sface_index.model == "yunet-sface"
+    assert len(list(cache.glob("*.npy"))) == len(dlib_index) + len(sface_index)  # one cache entry per model
+    engine = Engine(settings)
+    engine.set_gallery(dlib_index)
+    show(engine, "desk", TOM, 3)
+    events = [e for e in engine.finish() if e.event_type.value == "ended"]
+    assert [(e.person, e.model) for e in events] == [("Tom_Hanks", "dlib")]
+    assert events[0].distance <= settings.thresholds("dlib").tolerance
+    with pytest.raises(ValueError):
+        engine.set_gallery(sface_index)
