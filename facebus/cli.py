@@ -6,7 +6,7 @@
     facebus demo        the whole pipeline on the bundled clip, with private Mosquitto and InfluxDB
     facebus faces add|remove|move|list|import|identify|forget …   the face gallery (folder or S3) from the CLI
     facebus grafana push --url URL --token TOKEN     datasource + dashboards to a running Grafana
-    facebus schema      print the face-event JSON Schema (docs/schemas/face-event.v1.json)
+    facebus schema      print the face-event JSON Schema (docs/schemas/face-event.v2.json)
 
 Every flag also reads from its environment variable (shown in --help) and from ``.env``; flags win.
 An invalid setting ends the program with one message per bad key and exit code 2.
