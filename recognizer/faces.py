@@ -13,6 +13,7 @@ import numpy as np
 from PIL import ImageFile
 
 from facebus.images import Box, fit_width
+from recognizer.tracking import iou
 
 
 # face_recognition switches PIL to decoding truncated files (grey below the cut) for the whole process: switch it back,
@@ -34,7 +35,7 @@ def detect(rgb: np.ndarray, max_width_px: int = 640, upsample: int = 1, profiles
     small = fit_width(rgb, max_width_px)
     boxes = face_recognition.face_locations(small, upsample, model="hog")
     if profiles:
-        boxes += [b for b in _profile_boxes(small) if all(_iou(b, other) <= 0.3 for other in boxes)]
+        boxes += [b for b in _profile_boxes(small) if all(iou(b, other) <= 0.3 for other in boxes)]
     factor_y, factor_x = rgb.shape[0] / small.shape[0], rgb.shape[1] / small.shape[1]
     height, width = rgb.shape[:2]
     scaled = []
@@ -59,20 +60,9 @@ def _profile_boxes(rgb: np.ndarray) -> list[Box]:
         for x, y, w, h in _PROFILE_CASCADE.detectMultiScale(image, scaleFactor=1.1, minNeighbors=5, minSize=(24, 24)):
             left = width - x - w if mirrored else x
             box = (int(y), int(left + w), int(y + h), int(left))
-            if all(_iou(box, other) <= 0.3 for other in found):
+            if all(iou(box, other) <= 0.3 for other in found):
                 found.append(box)
     return found
-
-
-def _iou(a: Box, b: Box) -> float:
-    """Intersection over union of two (top, right, bottom, left) boxes."""
-    inter_h = min(a[2], b[2]) - max(a[0], b[0])
-    inter_w = min(a[1], b[1]) - max(a[3], b[3])
-    if inter_h <= 0 or inter_w <= 0:
-        return 0.0
-    inter = inter_h * inter_w
-    area = lambda box: (box[2] - box[0]) * (box[1] - box[3])  # noqa: E731
-    return inter / (area(a) + area(b) - inter)
 
 
 def encode(rgb: np.ndarray, boxes: list[Box], num_jitters: int = 1) -> list[np.ndarray]:
