@@ -26,7 +26,7 @@ from facebus.images import Box, crop_jpeg, decode_jpeg
 from facebus.settings import RecognizerSettings
 from recognizer.matching import GalleryIndex
 from recognizer.models import FaceModel, load_model
-from recognizer.quality import Quality, measure, view_score
+from recognizer.quality import Quality, measure
 from recognizer.tracking import Identity, Track, Tracker, TrackPolicy
 
 MOTION_SIZE_PX = (64, 36)  # frames are compared at this size (width, height), in grey
@@ -150,16 +150,11 @@ class Engine:
                 wanted.append((detection, track, quality))
             else:
                 problem = quality.problem(self.policy.min_face_px, self.policy.min_sharpness)
-                if problem is not None:
-                    track.add_gated(problem)
-                if track.samples == 0 and view_score(quality) > track.best_view:
-                    track.best_view = view_score(quality)  # the best of the gated views, until one is sampled
+                if problem is not None and track.add_gated(problem, quality):
                     device.best_views[track.track_id] = self._view(rgb, detection.box, quality)
         encodings = self.model.encode(rgb, [d for d, _, _ in wanted])
         for (detection, track, quality), encoding in zip(wanted, encodings):
             match = self.index.match(encoding, self.tolerance, self.margin)
-            if track.samples == 0:
-                track.best_view = -1.0  # a sampled view beats any gated one
             if track.add_sample(match, quality, captured_at, self.policy, encoding):
                 device.best_views[track.track_id] = self._view(rgb, detection.box, quality)
         for track in device.tracker.tracks.values():

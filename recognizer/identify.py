@@ -77,13 +77,9 @@ def video_frames(path: Path, fps: float | None) -> Iterator[tuple[float, np.ndar
 def identify_video(engine: Engine, path: Path, fps: float | None = None, crops_dir: Path | None = None) -> Iterator[dict]:
     """One result per face track of the video at ``path`` (sampled at ``fps``; default every frame), in the order
     tracks end. With ``crops_dir``, each track's best view is saved there as ``<video stem>_<track_id>_<person>.jpg``."""
-    device = "video"
-    frames = iter(video_frames(path, fps))
-    pending = []
-    for time_s, rgb in frames:
-        pending += engine.process(device, rgb, _VIDEO_EPOCH + timedelta(seconds=time_s), now_s=time_s).events
-        yield from _tracks(pending, path, crops_dir)
-        pending.clear()
+    for time_s, rgb in video_frames(path, fps):
+        result = engine.process("video", rgb, _VIDEO_EPOCH + timedelta(seconds=time_s), now_s=time_s)
+        yield from _tracks(result.events, path, crops_dir)
     yield from _tracks(engine.finish(), path, crops_dir)
 
 

@@ -33,10 +33,11 @@ from facebus import settings as cfg
 from facebus.events import Category
 from facebus.images import ImageError, crop_jpeg, load_photo
 from facebus.settings import RecognizerSettings
+from recognizer.identify import VIDEO_SUFFIXES
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 def image_files(paths: list[str]) -> Iterator[Path]:
@@ -44,7 +45,8 @@ def image_files(paths: list[str]) -> Iterator[Path]:
     for name in paths:
         path = Path(name)
         if path.is_dir():
-            yield from sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            suffixes = PHOTO_SUFFIXES + VIDEO_SUFFIXES
+            yield from sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
         else:
             yield path
 
@@ -55,7 +57,7 @@ def identify_files(
     """One result dict per face of each photo and per face track of each video (see the module docstring), loading
     the gallery of ``settings`` once."""
     from recognizer.engine import Engine
-    from recognizer.identify import VIDEO_SUFFIXES, identify_photo, identify_video
+    from recognizer.identify import identify_photo, identify_video
     from recognizer.photos import load_index
 
     index, _ = load_index(settings)

@@ -26,8 +26,9 @@ import cv2
 import numpy as np
 
 from facebus.images import Box, fit_width
+from facebus.settings import MODEL_DEFAULTS
 
-MODEL_NAMES = ("yunet-sface", "dlib")
+MODEL_NAMES = tuple(MODEL_DEFAULTS)  # the models RecognizerSettings.model accepts, each with its thresholds
 
 
 @dataclass(frozen=True)

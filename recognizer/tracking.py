@@ -4,7 +4,7 @@ A :class:`Tracker` associates each frame's detections with the live tracks of it
 box each track is predicted at by its velocity, or by centre distance for fast motion); a detection left over starts
 a track, a track unseen for ``timeout_s`` (capture time) ends. The engine encodes a track only when :meth:`Track.
 wants_sample` says so (no sample yet, still collecting votes, a better view, or ``resample_s`` elapsed) and feeds
-each match back as a vote; :func:`decide` turns the votes into the track's identity.
+each match back as a vote; :meth:`Track.decide` turns the votes into the track's identity.
 
 Times are the frames' capture times (aware datetimes); boxes are (top, right, bottom, left) in pixels of the frame.
 """
@@ -36,11 +36,10 @@ class TrackPolicy:
     ``max_tracks``: live tracks per device (the smallest new detections beyond it are not tracked).
     ``min_face_px``/``min_sharpness``: the quality gate; a face below it is never encoded or named.
     ``consistent_votes``/``consistent_distance``/``margin``: the consistency rule (``margin`` is its own, not the
-    matching margin). A sample whose nearest person P
-    lies within ``consistent_distance`` (above the tolerance) with the margin met is a *consistent* vote for P; a
-    track with at least ``consistent_votes`` such votes for P from distinct views (encodings at least
-    ``DISTINCT_DISTANCE`` apart: a still photo sent again is one view), making three quarters of its samples, is P.
-    0 votes turns the rule off.
+    matching margin). A sample whose nearest person P lies within ``consistent_distance`` (above the tolerance) with
+    the margin met is a *consistent* vote for P; a track with at least ``consistent_votes`` such votes for P from
+    distinct views (encodings at least ``DISTINCT_DISTANCE`` apart: a still photo sent again is one view), making
+    three quarters of its samples, is P. 0 votes turns the rule off.
     """
 
     timeout_s: float = 1.0
@@ -147,14 +146,20 @@ class Track:
             self.nearest[vote] = match
         self.last_sample_at = at
         score = view_score(quality)
-        if score > self.best_view:
+        if self.samples == 1 or score > self.best_view:  # the first sampled view beats any gated one
             self.best_view = score
             return True
         return False
 
-    def add_gated(self, problem: str) -> None:
-        """Count a frame whose view failed the quality gate (``too_small`` / ``too_blurred``)."""
+    def add_gated(self, problem: str, quality: Quality) -> bool:
+        """Count a frame whose view failed the quality gate (``too_small`` / ``too_blurred``); True when, with no
+        sample yet, it is the best of the track's views so far (its crop is what the track's events show)."""
         self.reasons[problem] += 1
+        score = view_score(quality)
+        if self.samples == 0 and score > self.best_view:
+            self.best_view = score
+            return True
+        return False
 
     def decide(self, policy: TrackPolicy, ended: bool = False) -> Identity | None:
         """The track's identity from its votes, or None while undecided: fewer than ``min_votes`` samples (for a track

@@ -151,3 +151,9 @@ def test_env_example_documents_every_setting():
     for cls in cfg.ALL_SETTINGS:
         for name, field in cls.model_fields.items():
             assert (field.validation_alias or cfg.env_name(cls, name)) in variables, f"{cls.__name__}.{name}"
+
+
+def test_every_model_the_setting_accepts_has_thresholds():
+    from typing import get_args
+
+    assert set(get_args(cfg.RecognizerSettings.model_fields["model"].annotation)) == set(cfg.MODEL_DEFAULTS)

@@ -133,9 +133,9 @@ def test_quality_gate_never_samples_a_small_or_blurred_face_and_says_why():
     assert not track.wants_sample(small, at(0), POLICY)
     assert not track.wants_sample(blurred, at(0), POLICY)
     assert track.decide(POLICY) is None  # one frame: undecided
-    track.add_gated("too_small")
+    assert track.add_gated("too_small", small)  # the track's best view so far
     tracker.update([box(12, size=20)], at(0.2))
-    track.add_gated("too_small")
+    assert not track.add_gated("too_small", small)  # no better
     identity = track.decide(POLICY)
     assert (identity.person, identity.reason, identity.match) == (None, "too_small", None)
 
