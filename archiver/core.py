@@ -13,9 +13,10 @@ from string import Formatter
 
 from influxdb_client import Point, WritePrecision
 
-from facebus.events import Category, FaceEvent
+from facebus.events import Category, FaceEvent, format_time
+from facebus.topics import ID_RE, UNKNOWN_PERSON
 
-UNKNOWN_TAG = "unknown"  # person tag of faces nobody matched (the gallery reserves this id)
+UNKNOWN_TAG = UNKNOWN_PERSON  # person tag of faces nobody matched (the gallery reserves this id)
 
 
 def throttle_key(event: FaceEvent) -> str:
@@ -39,16 +40,40 @@ class Throttle:
         self._last: dict[str, datetime] = {}
 
     def admit(self, event: FaceEvent) -> bool:
-        key = throttle_key(event)
-        last = self._last.get(key)
-        if last is not None and (event.captured_at - last).total_seconds() < self.window_s:
+        """:meth:`admits` and, when True, :meth:`record`."""
+        if not self.admits(event):
             return False
-        self._last[key] = event.captured_at
+        self.record(event)
         return True
+
+    def admits(self, event: FaceEvent) -> bool:
+        """Whether ``event`` would make an entry now; changes nothing."""
+        last = self._last.get(throttle_key(event))
+        return last is None or (event.captured_at - last).total_seconds() >= self.window_s
+
+    def record(self, event: FaceEvent) -> None:
+        """Note ``event`` as its key's last entry (call once the entry is safely stored)."""
+        self._last[throttle_key(event)] = event.captured_at
+
+    def __len__(self) -> int:
+        return len(self._last)
 
     def forget_before(self, cutoff: datetime) -> None:
         """Drop keys whose last entry is older than ``cutoff`` (bounds memory with many unknown devices)."""
         self._last = {k: t for k, t in self._last.items() if t >= cutoff}
+
+
+def check_times(event: FaceEvent, now: datetime, max_age_s: float, max_ahead_s: float) -> None:
+    """Raise ValueError when ``event``'s capture time lies more than ``max_age_s`` before ``now`` or more than
+    ``max_ahead_s`` after it (a camera clock years off, a forged event): such a time would make an entry InfluxDB
+    refuses or one that silences its person in the throttle for years."""
+    offset_s = (event.captured_at - now).total_seconds()
+    if offset_s > max_ahead_s:
+        raise ValueError(f"captured_at {format_time(event.captured_at)} is {offset_s:.0f} s ahead of now "
+                         f"(at most {max_ahead_s:.0f} s accepted)")
+    if -offset_s > max_age_s:
+        raise ValueError(f"captured_at {format_time(event.captured_at)} is {-offset_s:.0f} s old "
+                         f"(at most {max_age_s:.0f} s accepted)")
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
@@ -172,22 +197,28 @@ def point_for(entry: Entry, measurement: str = "face_entry") -> Point:
 STATS_SCHEMA_VERSION = 1
 
 
-def stats_points(message: dict, time: datetime) -> list[Point]:
+def stats_points(message: dict, time: datetime, max_devices: int = 1000) -> list[Point]:
     """InfluxDB points of one stats message (docs/metrics.md)::
 
         {"schema_version": 1, "service": "recognizer", "interval_s": 10.0,
          "service_stats": {"queue_depth": 0, ...}, "devices": {"door": {"frames_in": 3, ...}}}
 
     → one ``service_stats`` point (tag service) and one ``device_stats`` point per device (tag device, plus
-    ``fps`` = frames_in / interval_s). Raises ValueError for a message of another shape or version.
+    ``fps`` = frames_in / interval_s). Raises ValueError for a message of another shape or version, or with more
+    than ``max_devices`` devices (a bound on the rows one message can add).
     """
     if not isinstance(message, dict) or message.get("schema_version") != STATS_SCHEMA_VERSION:
         raise ValueError("not a version 1 stats message")
     service, interval_s = message.get("service"), message.get("interval_s")
     if not isinstance(service, str) or not isinstance(interval_s, int | float) or interval_s <= 0:
         raise ValueError("stats message needs a service name and a positive interval_s")
+    devices = message.get("devices") or {}
+    if not isinstance(devices, dict) or len(devices) > max_devices:
+        raise ValueError(f"stats devices must be an object of at most {max_devices} devices")
+    if not ID_RE.fullmatch(service) or not all(isinstance(d, str) and ID_RE.fullmatch(d) for d in devices):
+        raise ValueError("stats service and device names must be 1-64 of A-Z a-z 0-9 _ -")
     points = [_fields(Point("service_stats").tag("service", service), message.get("service_stats", {}), interval_s)]
-    for device, counts in (message.get("devices") or {}).items():
+    for device, counts in devices.items():
         point = _fields(Point("device_stats").tag("device", str(device)), counts, interval_s)
         points.append(point.field("fps", float(counts.get("frames_in", 0)) / interval_s))
     return [p.time(time, WritePrecision.MS) for p in points]

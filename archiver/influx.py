@@ -20,7 +20,17 @@ log = logging.getLogger(__name__)
 
 
 class InfluxError(RuntimeError):
-    """A write or query InfluxDB refused or that did not reach it."""
+    """A write or query InfluxDB refused or that did not reach it; ``status`` is the HTTP status when it answered."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def permanent(self) -> bool:
+        """True when the request itself is at fault (400 bad line or time, 413 too large, 422): sending it again
+        can never succeed. Unreachable servers, 401/403/404 (configuration) and 5xx are transient."""
+        return self.status in (400, 413, 422)
 
 
 class LineWriter(Protocol):
@@ -104,7 +114,7 @@ class V1Writer:
         except requests.RequestException as exc:
             raise InfluxError(f"write failed: {exc}") from exc
         if response.status_code != 204:
-            raise InfluxError(f"write refused ({response.status_code}): {response.text[:200]}")
+            raise InfluxError(f"write refused ({response.status_code}): {response.text[:200]}", response.status_code)
 
     def delete_person(self, measurement: str, person: str) -> int:
         """Delete the points of ``measurement`` whose tag ``person`` is ``person`` (all times, every device and
@@ -148,7 +158,9 @@ class V2Writer:
             self.write_api.write(
                 bucket=self.settings.bucket, org=self.settings.org, record=lines, write_precision=self.precision
             )
-        except (ApiException, OSError, urllib3.exceptions.HTTPError) as exc:  # urllib3's: server unreachable
+        except ApiException as exc:
+            raise InfluxError(f"write refused ({exc.status}): {str(exc.body)[:200]}", exc.status) from exc
+        except (OSError, urllib3.exceptions.HTTPError) as exc:  # urllib3's: server unreachable
             raise InfluxError(f"write failed: {exc}") from exc
 
     # Start and stop of a purge: all the time InfluxDB can store from 1970 on, so entries of a camera whose clock runs

@@ -70,23 +70,11 @@ def cmd_recognizer(args: argparse.Namespace) -> int:
 
 
 def cmd_archiver(args: argparse.Namespace) -> int:
-    from archiver.influx import InfluxError, make_writer
-    from archiver.service import Archiver, BatchWriter, run
-    from facebus.mqtt import MqttClient
+    from archiver import service
 
-    mqtt_settings = cfg.load(cfg.MqttSettings, args)
-    influx_settings, settings = cfg.load(cfg.InfluxSettings, args), cfg.load(cfg.ArchiverSettings, args)
-    try:
-        writer = make_writer(influx_settings)
-    except InfluxError as exc:
-        log.error("%s", exc)
-        return 1
-    mqtt = MqttClient(mqtt_settings, Topics(mqtt_settings.topic_prefix).service_availability("archiver"), "archiver")
-    batch = BatchWriter(writer, settings.batch_size, settings.flush_interval_s, mqtt.counters)
-    archiver = Archiver(settings.crops_dir, settings.throttle_s, settings.measurement, batch, mqtt.counters, mqtt.topics)
-    run(mqtt, archiver, _stop_on_signals(), cfg.load(cfg.StatsSettings, args).interval_s)
-    writer.close()
-    return 0
+    return service.main(cfg.load(cfg.MqttSettings, args), cfg.load(cfg.InfluxSettings, args),
+                        cfg.load(cfg.ArchiverSettings, args), cfg.load(cfg.StatsSettings, args).interval_s,
+                        _stop_on_signals())
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -74,7 +74,8 @@ class Pipeline:
             self._stack.callback(self.watcher.stop)
             self.recognizer = self.spawn("recognizer", "--gallery", self.gallery)
             self.archiver = self.spawn(
-                "archiver", "--crops-dir", str(self.crops_dir), "--throttle-s", str(self.throttle_s)
+                "archiver", "--crops-dir", str(self.crops_dir), "--throttle-s", str(self.throttle_s),
+                "--spool-path", str(self.state_dir / "archiver-spool.sqlite"),
             )
             self.wait_online({"recognizer", "archiver"}, timeout_s=300)
         except BaseException:

@@ -79,16 +79,28 @@ def _binary(name: str, *candidates: str) -> str:
     raise FileNotFoundError(f"{name} not found: run `make deps` (installs mosquitto and influxdb with apt)")
 
 
+# The shipped mosquitto/mosquitto.conf's session and queue settings (docs/reliability.md), shared by the dev broker.
+SESSION_CONF = """persistence true
+autosave_interval 60
+persistent_client_expiration 1d
+max_queued_messages 100000
+max_queued_bytes 536870912
+set_tcp_nodelay true
+"""
+
+
 def start_mosquitto(state_dir: Path, port: int | None = None) -> Server:
-    """Mosquitto 2 on 127.0.0.1, anonymous, no persistence, Nagle off on client sockets (as the shipped config)."""
+    """Mosquitto 2 on 127.0.0.1, anonymous, with the shipped configuration's persistence, session and queue settings
+    (state in ``state_dir``: restarting on the same folder and port keeps sessions and retained messages)."""
     state_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     conf = state_dir / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\nlog_dest stderr\n")
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence_location {state_dir.resolve()}/\n"
+                    f"{SESSION_CONF}log_dest stderr\n")
     log_path = state_dir / "mosquitto.log"
     process = subprocess.Popen(
         [_binary("mosquitto", "/usr/sbin/mosquitto"), "-c", str(conf)],
-        stdout=subprocess.DEVNULL, stderr=log_path.open("wb"),
+        stdout=subprocess.DEVNULL, stderr=log_path.open("ab"),
     )
     server = Server("mosquitto", port, process, log_path)
     try:

@@ -16,9 +16,9 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from facebus.topics import DEVICE_ID_PATTERN
+from facebus.topics import DEVICE_ID_PATTERN, ID_PATTERN, UNKNOWN_PERSON
 
 SCHEMA_VERSION = 2
 SCHEMA_PATH = "docs/schemas/face-event.v2.json"
@@ -75,14 +75,13 @@ class FaceEvent(BaseModel):
     schema_version: Literal[2] = Field(SCHEMA_VERSION, description="Version of this payload's schema.")
     event_id: str = Field(
         default_factory=lambda: uuid.uuid4().hex,
-        min_length=1,
-        max_length=64,
-        description="Unique id of this event (hex UUID4); consumers drop duplicates by it.",
+        pattern=ID_PATTERN,
+        description="Unique id of this event (hex UUID4; 1-64 of A-Z a-z 0-9 _ -); consumers drop duplicates by it.",
     )
     event_type: EventType = Field(
         ..., description="decided: first identity of the track; changed: its identity changed; ended: track over."
     )
-    track_id: str = Field(..., min_length=1, max_length=64, description="Id of the face track (unique per recognizer run).")
+    track_id: str = Field(..., pattern=ID_PATTERN, description="Id of the face track (unique per recognizer run).")
     model: str = Field(..., min_length=1, max_length=64, description="Face model that made the encodings, e.g. yunet-sface.")
     device_id: str = Field(..., pattern=DEVICE_ID_PATTERN, description="Camera that captured the frames.")
     captured_at: AwareDatetime = Field(
@@ -91,7 +90,10 @@ class FaceEvent(BaseModel):
     recognized_at: AwareDatetime = Field(..., description="Time the recognizer published this event, UTC RFC 3339.")
     first_seen: AwareDatetime = Field(..., description="Capture time of the track's first frame.")
     last_seen: AwareDatetime = Field(..., description="Capture time of the track's latest frame.")
-    person: str | None = Field(..., description="Gallery person id (file or folder name); null when unknown.")
+    person: str | None = Field(
+        ..., pattern=ID_PATTERN, description="Gallery person id (file or folder name, 1-64 of A-Z a-z 0-9 _ -, never "
+        "\"unknown\"); null when unknown."
+    )
     category: Category = Field(..., description="authorised, restricted or unknown.")
     reason: Reason = Field(
         ..., description="matched, consistent (named by the same nearest person over many views); or why unknown: "
@@ -123,6 +125,15 @@ class FaceEvent(BaseModel):
     def _to_utc(cls, value: datetime) -> datetime:
         return value.astimezone(timezone.utc)
 
+    @model_validator(mode="after")
+    def _person_matches_category(self) -> FaceEvent:
+        if self.person is not None and self.person.lower() == UNKNOWN_PERSON:
+            raise ValueError(f"person {self.person!r} is reserved: an unknown face has person null")
+        if (self.person is None) != (self.category is Category.unknown):
+            raise ValueError(f"person {self.person!r} does not go with category {self.category.value!r}: "
+                             "a named person is authorised or restricted, an unknown face (person null) is unknown")
+        return self
+
     def to_json(self) -> bytes:
         """UTF-8 JSON with explicit nulls (an unknown person stays ``"person": null``)."""
         return self.model_dump_json().encode()
@@ -149,6 +160,16 @@ class TracksMessage(BaseModel):
     frame_width_px: int = Field(..., gt=0, description="Width of the frame in pixels.")
     frame_height_px: int = Field(..., gt=0, description="Height of the frame in pixels.")
     tracks: list[TrackBox] = Field(default_factory=list, description="Tracks seen in this frame, largest box first.")
+
+
+def describe_error(exc: ValidationError) -> str:
+    """Every field a validation error names, with its message: ``person: String should match pattern ...;
+    captured_at: Input should have timezone info (2 errors)``."""
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ())) or "payload"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts) + f" ({exc.error_count()} error{'s' if exc.error_count() != 1 else ''})"
 
 
 def utc_now() -> datetime:

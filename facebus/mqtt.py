@@ -5,7 +5,12 @@ What it does for the services (as Frigate's ``comms/mqtt.py`` does):
 - availability: last will ``offline`` (QoS 1, retained) on the service's availability topic, set before connecting;
   ``online`` (retained) published in every on_connect, so it comes back after a broker restart;
   ``offline`` published on a clean stop;
-- subscriptions are made in on_connect, so a reconnect resubscribes;
+- a stable client id (``facebus-<service>-<host>`` unless set) and a persistent session (``clean_start=False`` with a
+  session expiry): while a service is away, the broker keeps its subscriptions and queues its QoS 1 messages;
+- manual acknowledgement: a QoS 1 message is acknowledged only after its handler returned (a handler that returns
+  ``False`` leaves it unacknowledged: the broker delivers it again on the next connection);
+- subscriptions are made in on_connect, before ``online`` is published, so a reconnect resubscribes and a
+  subscriber of the availability topics sees every retained state before its own ``online``;
 - reconnects by itself (``loop_start``), also when the broker is down at start;
 - every message handler runs inside a guard: an exception is logged with the topic, counted in
   ``callback_errors``, and never reaches paho's network thread;
@@ -15,9 +20,9 @@ What it does for the services (as Frigate's ``comms/mqtt.py`` does):
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import threading
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -43,7 +48,14 @@ class Message:
     retain: bool = False
 
 
-Handler = Callable[[Message], None]
+Handler = Callable[[Message], "bool | None"]  # False: do not acknowledge (QoS 1: delivered again on reconnect)
+
+
+def default_client_id(service: str) -> str:
+    """``facebus-<service>-<host>``: stable across restarts (the broker keeps the session under it), distinct per
+    service and host. Characters outside ``[A-Za-z0-9_-]`` become ``-``; at most 64 characters."""
+    raw = f"facebus-{service}-{socket.gethostname()}"
+    return re.sub(r"[^A-Za-z0-9_-]", "-", raw)[:64]
 
 
 def user_properties(props: dict[str, str]) -> Properties:
@@ -56,14 +68,15 @@ def user_properties(props: dict[str, str]) -> Properties:
 class MqttClient:
     """One connection to the broker with an availability topic.
 
-    ``availability_topic`` gets the last will ``offline`` and a retained ``online`` on every connect.
+    ``availability_topic`` gets the last will ``offline`` and a retained ``online`` on every connect. ``service``
+    names the client (``settings.client_id`` or :func:`default_client_id`).
     """
 
     def __init__(
         self,
         settings: MqttSettings,
         availability_topic: str,
-        client_id_prefix: str,
+        service: str,
         counters: Counters | None = None,
     ) -> None:
         self.settings = settings
@@ -73,10 +86,9 @@ class MqttClient:
         self._handlers: dict[str, tuple[Handler, int]] = {}
         self._connected = threading.Event()
         self._stopping = False
+        self.client_id = settings.client_id or default_client_id(service)
         self._client = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"{client_id_prefix}-{uuid.uuid4().hex[:8]}",
-            protocol=paho.MQTTv5,
+            CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=paho.MQTTv5, manual_ack=True
         )
         if settings.username:
             password = settings.password.get_secret_value() if settings.password else None
@@ -104,7 +116,12 @@ class MqttClient:
 
     def start(self) -> None:
         """Connect in the background; reconnects by itself until :meth:`stop`."""
-        self._client.connect_async(self.settings.host, self.settings.port, keepalive=self.settings.keepalive_s)
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = self.settings.session_expiry_s
+        self._client.connect_async(
+            self.settings.host, self.settings.port, keepalive=self.settings.keepalive_s,
+            clean_start=self.settings.session_expiry_s == 0, properties=properties,
+        )
         self._client.loop_start()
 
     def wait_connected(self, timeout_s: float) -> bool:
@@ -138,11 +155,12 @@ class MqttClient:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
-        client.publish(self.availability_topic, ONLINE, qos=1, retain=True)
         for topic_filter, (_, qos) in self._handlers.items():
             client.subscribe(topic_filter, qos)
+        client.publish(self.availability_topic, ONLINE, qos=1, retain=True)
         self._connected.set()
-        log.info("mqtt connected to %s:%s", self.settings.host, self.settings.port)
+        log.info("mqtt connected to %s:%s as %s (%s session)", self.settings.host, self.settings.port, self.client_id,
+                 "resumed" if flags.session_present else "new")
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         was_connected = self._connected.is_set()
@@ -152,15 +170,17 @@ class MqttClient:
             log.warning("mqtt disconnected: %s; reconnecting", reason_code)
 
     def _on_message(self, client, userdata, message: paho.MQTTMessage) -> None:
+        acknowledge = True
         try:
             handler = self._handler_for(message.topic)
-            if handler is None:
-                return
-            props = getattr(message.properties, "UserProperty", None) or []
-            handler(Message(message.topic, message.payload, dict(props), bool(message.retain)))
+            if handler is not None:
+                props = getattr(message.properties, "UserProperty", None) or []
+                acknowledge = handler(Message(message.topic, message.payload, dict(props), bool(message.retain))) is not False
         except Exception:  # noqa: BLE001 - the guard: nothing may reach paho's network thread
             self.counters.add("callback_errors")
             log.exception("handler failed for message on %s", message.topic, extra={"topic": message.topic})
+        if acknowledge and message.qos > 0:
+            client.ack(message.mid, message.qos)
 
     def _handler_for(self, topic: str) -> Handler | None:
         for topic_filter, (handler, _) in self._handlers.items():

@@ -37,6 +37,21 @@ class MqttSettings(BaseSettings):
     password: SecretStr | None = Field(None, title="Password", description="MQTT password.")
     topic_prefix: str = Field(DEFAULT_PREFIX, title="Topic prefix", description="First level of every facebus topic.")
     keepalive_s: int = Field(30, ge=5, le=3600, title="Keepalive", description="MQTT keepalive in seconds.")
+    client_id: str | None = Field(
+        None, min_length=1, max_length=64, title="Client id",
+        description="MQTT client id, the name the broker keeps this service's session under; empty: "
+        "facebus-<service>-<host>. Set it per service (never in a .env shared by several services).",
+    )
+    session_expiry_s: int = Field(
+        86400, ge=0, le=4_294_967_295, title="Session expiry",
+        description="How long (s) the broker keeps this client's session (subscriptions, queued QoS 1 messages) "
+        "while it is away; 0: a clean session on every connect.",
+    )
+
+    @field_validator("client_id", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("topic_prefix")
     @classmethod
@@ -269,6 +284,36 @@ class ArchiverSettings(BaseSettings):
     batch_size: int = Field(500, ge=1, le=50_000, title="Batch size", description="Entries per InfluxDB write.")
     flush_interval_s: float = Field(
         1.0, gt=0, le=60, title="Flush interval", description="Longest time an entry waits before it is written (s)."
+    )
+    spool_path: Path = Field(
+        Path("spool/archiver.sqlite"), title="Spool",
+        description="SQLite file holding accepted entries until InfluxDB has them (survives restarts and kill -9).",
+    )
+    spool_max_bytes: int = Field(
+        1024**3, ge=1024, title="Spool size limit",
+        description="Bytes of waiting entries past which face events are no longer acknowledged (the broker keeps them).",
+    )
+    spool_max_age_s: float = Field(
+        7 * 86400.0, gt=0, title="Spool age limit",
+        description="Age (s) of the oldest waiting entry past which face events are no longer acknowledged.",
+    )
+    max_backoff_s: float = Field(
+        30.0, ge=1, le=3600, title="Retry backoff", description="Longest wait (s) between InfluxDB write attempts while it fails."
+    )
+    max_event_age_s: float = Field(
+        7 * 86400.0, gt=0, title="Oldest event",
+        description="Face events captured longer ago than this (s) are refused as bad (a camera clock far off, a replay).",
+    )
+    max_event_ahead_s: float = Field(
+        600.0, ge=0, title="Furthest future event",
+        description="Face events captured further ahead of the archiver's clock than this (s) are refused as bad.",
+    )
+    max_crop_bytes: int = Field(
+        256 * 1024, ge=1024, title="Crop size limit", description="Face events whose crop JPEG is larger (bytes) are refused as bad."
+    )
+    max_stats_devices: int = Field(
+        1000, ge=1, title="Devices per stats message",
+        description="Stats messages listing more devices than this are refused (bounds the rows one message adds).",
     )
 
 

@@ -20,8 +20,10 @@ from dataclasses import dataclass
 
 DEFAULT_PREFIX = "facebus"
 SERVICES = "services"
-DEVICE_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-_DEVICE_ID_RE = re.compile(DEVICE_ID_PATTERN)
+ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"  # device, person, track and event ids: file-name and topic-level safe as is
+DEVICE_ID_PATTERN = ID_PATTERN
+ID_RE = re.compile(ID_PATTERN)
+UNKNOWN_PERSON = "unknown"  # reserved: the person tag of faces nobody matched, never a gallery person id
 
 ONLINE = "online"
 OFFLINE = "offline"
@@ -29,7 +31,7 @@ OFFLINE = "offline"
 
 def validate_device_id(device_id: str) -> str:
     """Return ``device_id`` unchanged, or raise ValueError when it is not 1-64 of ``[A-Za-z0-9_-]`` or is reserved."""
-    if not _DEVICE_ID_RE.fullmatch(device_id):
+    if not ID_RE.fullmatch(device_id):
         raise ValueError(f"device id {device_id!r} must be 1-64 characters of A-Z a-z 0-9 _ -")
     if device_id == SERVICES:
         raise ValueError(f"device id {SERVICES!r} is reserved for the services' own topics")

@@ -28,6 +28,7 @@ import numpy as np
 
 from facebus.events import Category
 from facebus.images import ImageError
+from facebus.topics import ID_RE, UNKNOWN_PERSON
 from recognizer.matching import GalleryEntry, GalleryIndex
 
 log = logging.getLogger(__name__)
@@ -38,8 +39,6 @@ CATEGORY_FOLDERS = {
     "authorized": Category.authorised,
     "restricted": Category.restricted,
 }
-UNKNOWN_PERSON = "unknown"
-_PERSON_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # file-name safe as is: crop names carry it unchanged
 
 
 def parse_key(key: str) -> tuple[Category, str] | None:
@@ -50,7 +49,7 @@ def parse_key(key: str) -> tuple[Category, str] | None:
         return None
     category = CATEGORY_FOLDERS.get(parts[0].lower())
     person = Path(parts[1]).stem if len(parts) == 2 else parts[1]
-    if category is None or not _PERSON_RE.match(person) or person.lower() == UNKNOWN_PERSON:
+    if category is None or not ID_RE.fullmatch(person) or person.lower() == UNKNOWN_PERSON:
         return None
     return category, person
 

@@ -21,7 +21,8 @@ import numpy as np
 
 from facebus.events import Category
 from facebus.images import ImageError, encode_jpeg, load_photo, scale_image
-from recognizer.gallery import _PERSON_RE, CATEGORY_FOLDERS, UNKNOWN_PERSON, GallerySource, Rejected, parse_key
+from facebus.topics import ID_RE, UNKNOWN_PERSON
+from recognizer.gallery import CATEGORY_FOLDERS, GallerySource, Rejected, parse_key
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ def person_id(name: str) -> str:
     Raises GalleryError unless the id is 1-64 ASCII letters, digits, ``_`` or ``-`` and not the reserved ``unknown``
     (ids are used unchanged in object keys and crop file names)."""
     pid = "_".join(name.split())
-    if not _PERSON_RE.match(pid) or pid.lower() == UNKNOWN_PERSON:
+    if not ID_RE.fullmatch(pid) or pid.lower() == UNKNOWN_PERSON:
         raise GalleryError(
             f"{name!r} is not a usable person name: use ASCII letters, digits, spaces, '_' or '-' "
             f"(1-64 characters, e.g. Jose_Garcia for José García; 'unknown' is reserved)"

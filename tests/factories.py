@@ -41,3 +41,13 @@ def face_event(person: str | None = "Alice", device: str = "cam1", at: datetime 
         crop_jpeg_b64=base64.b64encode(JPEG).decode(),
     )
     return FaceEvent(**(fields | overrides))
+
+
+def mqtt_settings(port: int, name: str = "test", **fields):
+    """MqttSettings for a test client on 127.0.0.1:``port`` with a client id of its own (``name`` + random), so
+    clients of one test run never take over each other's sessions; ``fields`` override (e.g. session_expiry_s)."""
+    import uuid
+
+    from facebus.settings import MqttSettings
+
+    return MqttSettings(**({"port": port, "client_id": f"{name}-{uuid.uuid4().hex[:8]}", "session_expiry_s": 0} | fields))

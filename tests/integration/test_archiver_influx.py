@@ -11,12 +11,13 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from archiver.influx import InfluxError, V1Writer, V2Writer, choose_api, make_writer, server_version
-from archiver.service import Archiver, BatchWriter, run
+from archiver.service import Archiver, SpoolWriter, run
+from archiver.spool import Spool
 from facebus.mqtt import MqttClient
-from facebus.settings import InfluxSettings, MqttSettings
+from facebus.settings import ArchiverSettings, InfluxSettings
 from facebus.topics import Topics
 from tests.conftest import wait_for
-from tests.factories import face_event
+from tests.factories import face_event, mqtt_settings
 
 pytestmark = pytest.mark.integration
 
@@ -49,14 +50,16 @@ def test_v2_writer_reports_an_unreachable_server_as_influx_error():
 def archiver(mosquitto, influxd, tmp_path):
     settings = InfluxSettings(url=influxd.url, api="v1", database=f"t{time.monotonic_ns()}")
     writer = V1Writer(settings)
-    mqtt = MqttClient(MqttSettings(port=mosquitto.port), TOPICS.service_availability("archiver"), "archiver")
-    batch = BatchWriter(writer, batch_size=100, flush_interval_s=0.2, counters=mqtt.counters)
-    service = Archiver(tmp_path / "crops", throttle_s=120, measurement="face_entry", batch=batch, counters=mqtt.counters)
+    mqtt = MqttClient(mqtt_settings(mosquitto.port, "archiver"), TOPICS.service_availability("archiver"), "archiver")
+    archiver_settings = ArchiverSettings(crops_dir=tmp_path / "crops", spool_path=tmp_path / "spool.sqlite", throttle_s=120)
+    spool = Spool(archiver_settings.spool_path, archiver_settings.spool_max_bytes, archiver_settings.spool_max_age_s)
+    batch = SpoolWriter(writer, spool, batch_size=100, flush_interval_s=0.2, counters=mqtt.counters)
+    service = Archiver(archiver_settings, spool, batch, mqtt.counters)
     stop = threading.Event()
     thread = threading.Thread(target=run, args=(mqtt, service, stop, 1.0), daemon=True)
     thread.start()
     assert mqtt.wait_connected(10)
-    sender = MqttClient(MqttSettings(port=mosquitto.port), TOPICS.service_availability("test-sender"), "sender")
+    sender = MqttClient(mqtt_settings(mosquitto.port, "sender"), TOPICS.service_availability("test-sender"), "sender")
     sender.start()
     assert sender.wait_connected(10)
     yield service, sender, writer
@@ -113,16 +116,18 @@ def test_entries_wait_while_influxdb_is_down_and_arrive_when_it_is_back(tmp_path
     server = start_influxd(tmp_path / "influx")
     writer = V1Writer(InfluxSettings(url=server.url, database="restart", timeout_s=2))
     counters = Counters()
-    batch = BatchWriter(writer, batch_size=10, flush_interval_s=0.05, counters=counters)
+    spool = Spool(tmp_path / "spool.sqlite", 1024**2, 3600)
+    batch = SpoolWriter(writer, spool, batch_size=10, flush_interval_s=0.05, counters=counters, max_backoff_s=1)
     batch.start()
     try:
         server.stop()
-        batch.put("face_entry,person=Dora distance=0.3 1700000000000")
+        spool.put("face_entry,person=Dora distance=0.3 1700000000000", "entries_written", "dora")
         assert wait_for(lambda: counters.get("write_errors") >= 1, timeout_s=10)
-        assert batch.pending() == 1
+        assert len(spool) == 1
         server = start_influxd(tmp_path / "influx", port=server.port)
         assert wait_for(lambda: counters.get("entries_written") == 1, timeout_s=20)
         assert [r["person"] for r in rows(writer, where="")] == ["Dora"]
+        assert len(spool) == 0
     finally:
         batch.stop(timeout_s=2)
         server.stop()

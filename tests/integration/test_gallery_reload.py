@@ -11,9 +11,10 @@ import pytest
 
 from facebus.devservers import start_seaweedfs
 from facebus.mqtt import MqttClient
-from facebus.settings import MqttSettings, RecognizerSettings
+from facebus.settings import RecognizerSettings
 from facebus.topics import Topics
 from tests.conftest import FACES_DEV, GALLERY, S3_ACCESS_KEY, S3_SECRET_KEY, wait_for
+from tests.factories import mqtt_settings
 from tests.integration.test_recognizer_mqtt import Listener
 
 pytestmark = pytest.mark.integration
@@ -33,7 +34,7 @@ class Running:
         from recognizer.service import Recognizer
 
         settings = RecognizerSettings(gallery=gallery, cache_dir=cache_dir, gallery_poll_s=0.3)
-        mqtt = MqttClient(MqttSettings(port=port), TOPICS.service_availability("recognizer"), "recognizer")
+        mqtt = MqttClient(mqtt_settings(port, "recognizer"), TOPICS.service_availability("recognizer"), "recognizer")
         self.service = Recognizer(settings, mqtt, open_gallery(settings))
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.service.run, args=(self.stop,), daemon=True)

@@ -11,9 +11,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from facebus.events import CAPTURE_TIME_PROPERTY, FaceEvent, format_time, parse_time, utc_now
 from facebus.mqtt import MqttClient, user_properties
-from facebus.settings import MqttSettings, RecognizerSettings
+from facebus.settings import RecognizerSettings
 from facebus.topics import Topics
 from tests.conftest import FACES_DEV, GALLERY, wait_for
+from tests.factories import mqtt_settings
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +31,7 @@ def recognizer(mosquitto, tmp_path_factory):
     gallery = open_gallery(settings)
     gallery.refresh()
     assert len(gallery.index.people) == 22 and not gallery.rejected
-    mqtt = MqttClient(MqttSettings(port=mosquitto.port), TOPICS.service_availability("recognizer"), "recognizer")
+    mqtt = MqttClient(mqtt_settings(mosquitto.port, "recognizer"), TOPICS.service_availability("recognizer"), "recognizer")
     service = Recognizer(settings, mqtt, gallery)
     stop = threading.Event()
     thread = threading.Thread(target=service.run, args=(stop,), daemon=True)

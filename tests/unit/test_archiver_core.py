@@ -4,7 +4,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from archiver.core import Throttle, crop_files_of, crop_path, entry_for, point_for, sanitise
+from pydantic import ValidationError
+
+from archiver.core import Throttle, check_times, crop_files_of, crop_path, entry_for, point_for, sanitise
 from facebus.events import Category, FaceEvent
 from tests.factories import face_event
 
@@ -14,6 +16,11 @@ T0 = datetime(2026, 11, 22, 8, 1, 2, 345678, tzinfo=UTC)
 
 def make(person="Alice", device="cam1", at=T0, **overrides) -> FaceEvent:
     return face_event(person, device, at, **({"distance": 0.25, "crop_jpeg_b64": "/9j/"} | overrides))
+
+
+def unchecked(person=None, **fields) -> FaceEvent:
+    """An event carrying ids the schema now refuses (as entries archived before it did): crop names stay safe."""
+    return make().model_copy(update={"person": person} | fields)
 
 
 def s(seconds: float) -> datetime:
@@ -60,10 +67,20 @@ def test_unknown_faces_throttled_per_device():
     assert throttle.admit(make(None, device="cam1", at=s(120)))
 
 
-def test_unknown_does_not_share_window_with_a_person_named_unknown():
-    throttle = Throttle(120)
-    assert throttle.admit(make(None, at=s(0)))
-    assert throttle.admit(make("unknown", at=s(1)))
+def test_a_person_named_unknown_is_not_a_valid_event():
+    """The gallery reserves ``unknown`` (the tag of unmatched faces): an event naming it is refused at parse time."""
+    with pytest.raises(ValidationError, match="reserved"):
+        make("unknown", at=s(1))
+
+
+def test_check_times_refuses_the_far_past_and_future():
+    now = s(0)
+    check_times(make(at=now - timedelta(days=6)), now, max_age_s=7 * 86400, max_ahead_s=600)
+    check_times(make(at=now + timedelta(seconds=599)), now, max_age_s=7 * 86400, max_ahead_s=600)
+    with pytest.raises(ValueError, match="ahead of now"):
+        check_times(make(at=datetime(2200, 1, 1, tzinfo=timezone.utc)), now, 7 * 86400, 600)
+    with pytest.raises(ValueError, match="old"):
+        check_times(make(at=datetime(1, 1, 1, tzinfo=timezone.utc)), now, 7 * 86400, 600)
 
 
 def test_late_events_refused():
@@ -114,13 +131,13 @@ def test_crop_path_uses_utc_date():
     ],
 )
 def test_crop_path_sanitises_person(person, name):
-    path = crop_path(make(person))
+    path = crop_path(unchecked(person))
     assert str(path) == f"2026-11-22/cam1/{name}_080102.345Z_01234567.jpg"
     assert ".." not in path.parts and len(path.parts) == 3
 
 
 def test_crop_path_sanitises_event_id():
-    path = crop_path(make(event_id="../../x/../yyyyyy"))
+    path = crop_path(unchecked("Alice", event_id="../../x/../yyyyyy"))
     assert str(path) == "2026-11-22/cam1/Alice_080102.345Z_x_yyyyyy.jpg"
 
 
@@ -133,7 +150,7 @@ def test_sanitise_fallback():
 
 
 def test_line_protocol():
-    line = point_for(entry_for(make("Jane Doe, Jr", distance=0.5))).to_line_protocol()
+    line = point_for(entry_for(unchecked("Jane Doe, Jr", distance=0.5))).to_line_protocol()
     assert line == (
         r"face_entry,category=authorised,device=cam1,person=Jane\ Doe\,\ Jr "
         'crop_path="2026-11-22/cam1/Jane_Doe_Jr_080102.345Z_01234567.jpg",distance=0.5,event_id="0123456789abcdef",'
@@ -207,14 +224,14 @@ def test_crop_files_of_does_not_match_a_name_that_only_starts_alike(tmp_path):
 
 @pytest.mark.parametrize("person", ["Jane Doe, Jr.", "José María", "../../etc/passwd", "a" * 100, "J.R.R.Tolkien"])
 def test_crop_files_of_finds_crops_of_names_sanitised_on_disk(tmp_path, person):
-    (crop,) = touch(tmp_path, make(person))
+    (crop,) = touch(tmp_path, unchecked(person))
     touch(tmp_path, make("Someone_Else"))
     assert crop_files_of(tmp_path, person) == [crop]
 
 
 def test_crop_files_of_matches_ids_that_sanitise_alike(tmp_path):
     """Documented limit: file names carry sanitise(person), so these ids share their crops' names."""
-    (crop,) = touch(tmp_path, make("J.Doe"))
+    (crop,) = touch(tmp_path, unchecked("J.Doe"))
     assert crop_files_of(tmp_path, "J_Doe") == [crop]
 
 
@@ -223,7 +240,7 @@ def test_crop_files_of_matches_ids_that_sanitise_alike(tmp_path):
     [
         {},
         {"person": None},
-        {"event_id": "../../x/../yyyyyy"},
+        {"event_id": "../../x/../yyyyyy", "unchecked": True},
         {"event_id": "ab"},
         {"device_id": "front-door_2"},
         {"captured_at": datetime(2026, 1, 2, 23, 59, 59, 999999, tzinfo=UTC)},
@@ -231,7 +248,7 @@ def test_crop_files_of_matches_ids_that_sanitise_alike(tmp_path):
     ],
 )
 def test_crop_files_of_finds_whatever_crop_path_names(tmp_path, overrides):
-    event = make(**overrides)
+    event = unchecked("Alice", **overrides) if overrides.pop("unchecked", False) else make(**overrides)
     (crop,) = touch(tmp_path, event)
     assert crop_files_of(tmp_path, event.person or "unknown") == [crop]
 

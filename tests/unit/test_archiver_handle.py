@@ -1,4 +1,5 @@
-"""Archiver.handle end to end without servers: a crops folder in tmp_path and a recording batch (archiver.service)."""
+"""Archiver.handle end to end without servers: a crops folder and a real SQLite spool in tmp_path, the clock pinned
+(archiver.service). Lines are read back from the spool the writer thread would send to InfluxDB."""
 
 import base64
 import json
@@ -7,9 +8,11 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pytest
 
-from archiver.service import Archiver, decode_crop, save_atomically
+from archiver.service import Archiver, SpoolWriter, decode_crop, save_atomically
+from archiver.spool import Spool
 from facebus.images import encode_jpeg
 from facebus.mqtt import Message
+from facebus.settings import ArchiverSettings
 from facebus.stats import Counters
 from tests.factories import face_event
 
@@ -18,12 +21,16 @@ JPEG = encode_jpeg(np.full((16, 12, 3), 200, np.uint8))
 TOPIC = "facebus/cam1/face"
 
 
-class RecordingBatch:
-    def __init__(self):
-        self.lines = []
+def make_archiver(crops_dir, spool_path, **settings) -> Archiver:
+    settings = ArchiverSettings(crops_dir=crops_dir, spool_path=spool_path, throttle_s=120.0, **settings)
+    spool = Spool(settings.spool_path, settings.spool_max_bytes, settings.spool_max_age_s)
+    counters = Counters()
+    writer = SpoolWriter(None, spool, settings.batch_size, settings.flush_interval_s, counters)  # thread not started
+    return Archiver(settings, spool, writer, counters, clock=lambda: T0 + timedelta(minutes=1))
 
-    def put(self, line: str) -> None:
-        self.lines.append(line)
+
+def lines(archiver) -> list[str]:
+    return [row.line for row in archiver.spool.peek(1000)]
 
 
 def event_json(person="Alice", device="cam1", at=T0, crop=JPEG, **overrides) -> bytes:
@@ -33,11 +40,11 @@ def event_json(person="Alice", device="cam1", at=T0, crop=JPEG, **overrides) -> 
 
 @pytest.fixture
 def archiver(tmp_path):
-    return Archiver(tmp_path / "crops", 120.0, "face_entry", RecordingBatch(), Counters())
+    return make_archiver(tmp_path / "crops", tmp_path / "spool.sqlite")
 
 
-def handle(archiver, payload: bytes, topic: str = TOPIC) -> None:
-    archiver.handle(Message(topic, payload, user_properties={}))
+def handle(archiver, payload: bytes, topic: str = TOPIC) -> bool:
+    return archiver.handle(Message(topic, payload, user_properties={}))
 
 
 def files(archiver):
@@ -49,16 +56,17 @@ def test_valid_event_writes_crop_and_line(archiver):
     path = archiver.crops_dir / "2026-11-22/cam1/Alice_080102.345Z_abcdef01.jpg"
     assert files(archiver) == [path]
     assert path.read_bytes() == JPEG and path.read_bytes()[:2] == b"\xff\xd8"
-    assert len(archiver.batch.lines) == 1
-    assert archiver.batch.lines[0].startswith("face_entry,category=authorised,device=cam1,person=Alice ")
-    assert 'crop_path="2026-11-22/cam1/Alice_080102.345Z_abcdef01.jpg"' in archiver.batch.lines[0]
+    assert len(lines(archiver)) == 1
+    assert lines(archiver)[0].startswith("face_entry,category=authorised,device=cam1,person=Alice ")
+    assert 'crop_path="2026-11-22/cam1/Alice_080102.345Z_abcdef01.jpg"' in lines(archiver)[0]
     assert archiver.counters.snapshot() == {"events_in": 1, "entries": 1}
+    assert len(archiver.spool) == 1
 
 
 def test_unknown_face_entry(archiver):
     handle(archiver, event_json(None, distance=None))
     assert [p.name for p in files(archiver)] == ["unknown_080102.345Z_abcdef01.jpg"]
-    assert "person=unknown" in archiver.batch.lines[0] and "distance=-1" in archiver.batch.lines[0]
+    assert "person=unknown" in lines(archiver)[0] and "distance=-1" in lines(archiver)[0]
 
 
 def _with(payload: bytes, **changes) -> bytes:
@@ -81,24 +89,47 @@ def _with(payload: bytes, **changes) -> bytes:
         _with(event_json(), crop_jpeg_b64="not base64!!"),
         _with(event_json(), crop_jpeg_b64=base64.b64encode(b"GIF89a....").decode()),
         _with(event_json(), crop_jpeg_b64=""),
+        _with(event_json(), person=""),
+        _with(event_json(), person="unknown"),
+        _with(event_json(), person="A" * 70_000),
+        _with(event_json(), person="../../etc/passwd"),
+        _with(event_json(), device_id="../cam1"),
+        _with(event_json(), category="unknown"),
+        _with(event_json(None), category="authorised"),
+        _with(event_json(), event_id="x" * 65),
+        _with(event_json(), captured_at="2200-01-01T00:00:00Z"),
+        _with(event_json(), captured_at="0001-01-01T00:00:00Z"),
+        _with(event_json(), captured_at="9999-12-31T23:59:59Z"),
+        _with(event_json(), crop_jpeg_b64=base64.b64encode(b"\xff\xd8" + bytes(300_000)).decode()),
+        _with(event_json(), crop_jpeg_b64=base64.b64encode(JPEG[: len(JPEG) // 2]).decode()),
+        _with(event_json(), schema_version=3),
     ],
-    ids=["json", "empty", "binary", "array", "missing", "v1", "device", "naive-time", "b64", "not-jpeg", "no-crop"],
+    ids=["json", "empty", "binary", "array", "missing", "v1", "device", "naive-time", "b64", "not-jpeg", "no-crop",
+         "person-empty", "person-reserved", "person-huge", "person-traversal", "device-traversal",
+         "named-but-unknown", "unknown-but-authorised", "event-id-long", "year-2200", "year-1", "year-9999",
+         "crop-huge", "crop-truncated", "future-version"],
 )
 def test_bad_events_counted_not_raised(archiver, payload):
-    handle(archiver, payload)
+    assert handle(archiver, payload) is True  # acknowledged: a bad event is never delivered again
     assert archiver.counters.snapshot() == {"events_in": 1, "events_bad": 1}
-    assert archiver.batch.lines == []
+    assert lines(archiver) == []
     assert files(archiver) == []
+
+
+def test_bad_event_log_names_every_faulty_field(archiver, caplog):
+    handle(archiver, _with(event_json(), person="", captured_at="2026-11-22T08:01:02", distance=-1))
+    (line,) = [r.getMessage() for r in caplog.records if "bad face event" in r.getMessage()]
+    assert TOPIC in line and "person" in line and "captured_at" in line and "distance" in line and "3 errors" in line
 
 
 def test_throttled_duplicates_counted(archiver):
     handle(archiver, event_json(at=T0))
-    handle(archiver, event_json(at=T0))  # redelivery
+    handle(archiver, event_json(at=T0))  # redelivery: same event id
     handle(archiver, event_json(device="cam2", at=T0 + timedelta(seconds=30), event_id="1111111111"))
     handle(archiver, event_json(at=T0 + timedelta(seconds=120), event_id="2222222222"))
     counts = archiver.counters.snapshot()
-    assert counts == {"events_in": 4, "events_throttled": 2, "entries": 2}
-    assert len(archiver.batch.lines) == 2
+    assert counts == {"events_in": 4, "events_duplicate": 1, "events_throttled": 1, "entries": 2}
+    assert len(lines(archiver)) == 2
     assert [p.name for p in files(archiver)] == ["Alice_080102.345Z_abcdef01.jpg", "Alice_080302.345Z_22222222.jpg"]
 
 
@@ -108,13 +139,36 @@ def test_bad_event_does_not_consume_throttle(archiver):
     assert archiver.counters.get("entries") == 1
 
 
+def test_a_redelivered_event_makes_no_second_entry_after_a_restart(tmp_path):
+    first = make_archiver(tmp_path / "crops", tmp_path / "spool.sqlite")
+    handle(first, event_json())
+    first.spool.close()
+    again = make_archiver(tmp_path / "crops", tmp_path / "spool.sqlite")  # a fresh throttle, the same spool
+    handle(again, event_json())
+    assert again.counters.snapshot() == {"events_in": 1, "events_duplicate": 1}
+    assert len(lines(again)) == 1
+
+
+def test_a_full_spool_stops_acknowledging_and_loses_nothing(tmp_path):
+    archiver = make_archiver(tmp_path / "crops", tmp_path / "spool.sqlite", spool_max_bytes=1024)
+    archiver.stopping.set()  # a stopping archiver gives up waiting for room at once (a running one waits)
+    acks = [handle(archiver, event_json(f"P{n}", event_id=f"id{n}")) for n in range(8)]
+    spooled = len(lines(archiver))
+    assert 1 < spooled < 8 and acks == [True] * spooled + [False] * (8 - spooled)
+    assert archiver.counters.get("spool_full") == 1 and archiver.spool.bytes >= 1024
+    archiver.spool.delete(archiver.spool.peek(100))  # InfluxDB took them
+    archiver.stopping.clear()
+    assert handle(archiver, event_json(f"P{spooled}", event_id=f"id{spooled}")) is True  # delivered again: kept
+    assert [f"id{spooled}" in line for line in lines(archiver)] == [True]
+
+
 def test_unwritable_crops_dir_still_writes_line(tmp_path):
     blocker = tmp_path / "crops"
     blocker.write_text("a file where the folder should be")
-    archiver = Archiver(blocker, 120.0, "face_entry", RecordingBatch(), Counters())
+    archiver = make_archiver(blocker, tmp_path / "spool.sqlite")
     handle(archiver, event_json())
     assert archiver.counters.get("crop_errors") == 1
-    assert len(archiver.batch.lines) == 1
+    assert len(lines(archiver)) == 1
 
 
 def test_save_atomically_creates_folders_and_leaves_no_temp(tmp_path):
