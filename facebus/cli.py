@@ -54,19 +54,10 @@ def cmd_publisher(args: argparse.Namespace) -> int:
 
 
 def cmd_recognizer(args: argparse.Namespace) -> int:
-    mqtt_settings, settings = cfg.load(cfg.MqttSettings, args), cfg.load(cfg.RecognizerSettings, args)
-    from facebus.mqtt import MqttClient
-    from recognizer.photos import open_gallery
-    from recognizer.service import Recognizer
+    from recognizer import service
 
-    try:
-        gallery = open_gallery(settings)
-    except ValueError as exc:  # e.g. "s3://" without a bucket
-        log.error("%s", exc)
-        return 1
-    mqtt = MqttClient(mqtt_settings, Topics(mqtt_settings.topic_prefix).service_availability("recognizer"), "recognizer")
-    Recognizer(settings, mqtt, gallery).run(_stop_on_signals(), cfg.load(cfg.StatsSettings, args).interval_s)
-    return 0
+    return service.main(cfg.load(cfg.MqttSettings, args), cfg.load(cfg.RecognizerSettings, args),
+                        cfg.load(cfg.StatsSettings, args).interval_s, _stop_on_signals())
 
 
 def cmd_archiver(args: argparse.Namespace) -> int:

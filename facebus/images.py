@@ -28,15 +28,22 @@ def image_size(data: bytes) -> tuple[int, int]:
     try:
         with Image.open(io.BytesIO(data)) as image:
             return image.size
+    except Image.DecompressionBombError as exc:  # PIL refuses headers past 2 x MAX_IMAGE_PIXELS (179 Mpx) itself
+        raise ImageError(f"decompression bomb: {exc}") from exc
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise ImageError(f"not an image ({exc.__class__.__name__})") from exc
 
 
-def decode_jpeg(data: bytes, max_bytes: int, max_pixels: int) -> np.ndarray:
-    """Decode a JPEG (or PNG) frame to an RGB array of shape (height, width, 3).
+# A JPEG spends at least one bit per 8x8 block of luma (its DC code), so it needs at least width*height/512 bytes;
+# a header claiming more pixels than 1024 per byte (twice that bound) belongs to a truncated or forged file.
+JPEG_MAX_PIXELS_PER_BYTE = 1024
 
-    Raises ImageError when ``data`` is empty, longer than ``max_bytes``, has more than ``max_pixels`` pixels
-    by its header (checked before decoding, so a decompression bomb costs nothing), or does not decode.
+
+def check_frame(data: bytes, max_bytes: int, max_pixels: int) -> tuple[int, int]:
+    """(width, height) in pixels of a JPEG or PNG frame, read from its header without decoding the pixels.
+
+    Raises ImageError when ``data`` is empty, longer than ``max_bytes``, not an image, has more than ``max_pixels``
+    pixels, or is a JPEG too short for the size its header claims (a decompression bomb or a truncated file).
     """
     if not data:
         raise ImageError("empty payload")
@@ -45,6 +52,19 @@ def decode_jpeg(data: bytes, max_bytes: int, max_pixels: int) -> np.ndarray:
     width, height = image_size(data)
     if width * height > max_pixels:
         raise ImageError(f"{width}x{height} frame is over the {max_pixels} pixel limit")
+    if data[:2] == b"\xff\xd8" and width * height > JPEG_MAX_PIXELS_PER_BYTE * len(data):
+        raise ImageError(f"{len(data)}-byte JPEG cannot hold the {width}x{height} pixels its header claims "
+                         "(truncated or forged)")
+    return width, height
+
+
+def decode_jpeg(data: bytes, max_bytes: int, max_pixels: int) -> np.ndarray:
+    """Decode a JPEG (or PNG) frame to an RGB array of shape (height, width, 3); grayscale and CMYK become RGB.
+
+    Raises ImageError for what :func:`check_frame` refuses (checked before decoding, so a decompression bomb costs
+    nothing) and when the pixels do not decode.
+    """
+    check_frame(data, max_bytes, max_pixels)
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if bgr is None:
         raise ImageError("corrupt or truncated image")

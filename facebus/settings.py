@@ -177,7 +177,27 @@ class RecognizerSettings(BaseSettings):
         description="A frame whose capture_time is further than this (s) from its arrival uses the arrival time (counted as frames_bad_capture_time).",
     )
     max_devices: int = Field(
-        1000, ge=1, title="Devices", description="Most devices with live state per worker; the longest quiet is forgotten first."
+        1000, ge=1, title="Devices",
+        description="Most devices followed at once; frames of a new device beyond it are refused (frames_refused) "
+        "until a device has been quiet for device_idle_s.",
+    )
+    device_idle_s: float = Field(
+        300.0, gt=0, title="Device idle time",
+        description="A device that sent no frame for this long (s) is forgotten: its figures leave the stats.",
+    )
+    max_queued_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024 * 1024, title="Frame queue size",
+        description="Most bytes of frames waiting for the workers, all devices together; a frame past it is dropped.",
+    )
+    instance: str = Field(
+        "recognizer", pattern=r"^recognizer(-[A-Za-z0-9_-]{1,53})?$", title="Instance name",
+        description="This recognizer's name: recognizer, or recognizer-<suffix> for each of several recognizers "
+        "that share the cameras (docs/reliability.md).",
+    )
+    start_without_gallery: bool = Field(
+        False, title="Start without gallery",
+        description="Go online even when the gallery cannot be read at start (every face unknown until it can); "
+        "by default the recognizer waits for it, retrying with backoff.",
     )
     workers: int = Field(
         0, ge=0, le=256, title="Workers", description="Worker processes (a device stays on one); 0: one per CPU core."

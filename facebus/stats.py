@@ -31,6 +31,14 @@ class Counters:
         with self._lock:
             return dict(self._counts)
 
+    def forget_device(self, device_id: str) -> None:
+        """Drop every ``<name>/<device_id>`` counter: a forgotten device leaves the stats."""
+        suffix = "/" + device_id
+        with self._lock:
+            for name in [n for n in self._counts if n.endswith(suffix)]:
+                del self._counts[name]
+                self._reported.pop(name, None)
+
     def deltas(self) -> dict[str, int]:
         """Counts added since the previous call (every counter that exists, zeros included)."""
         with self._lock:

@@ -104,6 +104,14 @@ class Topics:
         """Subscription filter for every device's face events."""
         return f"{self.prefix}/+/face"
 
+    def service_of(self, topic: str) -> str:
+        """Service name of a ``<prefix>/services/<service>/<attribute>`` topic; ValueError for other topics."""
+        parts = topic.split("/")
+        head = self.prefix.split("/")
+        if parts[: len(head)] != head or len(parts) != len(head) + 3 or parts[len(head)] != SERVICES:
+            raise ValueError(f"topic {topic!r} is not {self.prefix}/{SERVICES}/<service>/<attribute>")
+        return parts[len(head) + 1]
+
     def device_of(self, topic: str) -> str:
         """Device id of a ``<prefix>/<device_id>/<attribute>`` topic; ValueError when the topic is not of that form."""
         head, sep, rest = topic.partition(self.prefix + "/")

@@ -1,7 +1,8 @@
 """The recognizer: frames in from every device, face-track events out (docs/mqtt.md).
 
-Threads and processes: paho's network thread runs :meth:`Recognizer.on_frame`, which only checks the size and drops
-the frame into its device's latest-frame-wins slot at the worker that owns the device; one feeder thread per worker
+Threads and processes: paho's network thread runs :meth:`Recognizer.on_frame`, which keeps only the frames of this
+recognizer's own devices (recognizer.sharing), checks their size and header, and drops each into its device's
+latest-frame-wins slot at the worker that owns the device; one feeder thread per worker
 hands that worker its next frame and publishes what comes back; worker processes decode, detect, track, encode and
 match (recognizer.workers, recognizer.engine). A gallery thread polls the gallery and sends changes to the workers.
 """
@@ -14,11 +15,14 @@ import threading
 import time
 
 from facebus.events import CAPTURE_TIME_PROPERTY, FaceEvent, parse_time, utc_now
+from facebus.images import ImageError, check_frame
 from facebus.mqtt import Message, MqttClient
-from facebus.settings import RecognizerSettings
+from facebus.settings import MqttSettings, RecognizerSettings
 from facebus.stats import Samples, split_by_device
+from facebus.topics import Topics
 from recognizer.engine import FrameResult
 from recognizer.gallery import GalleryLoader
+from recognizer.sharing import Membership
 from recognizer.workers import DeviceOwners, Frame, Worker
 
 log = logging.getLogger(__name__)
@@ -33,25 +37,32 @@ class Recognizer:
         self.latency_ms = Samples()
         self.workers: list[Worker] = []
         self.owners = DeviceOwners(1, 1)  # replaced by start_workers
+        self._owners_lock = threading.Lock()  # the MQTT thread assigns devices, the main thread expires them
+        self._refusing_devices = False
+        self.membership = Membership(settings.instance)
         self._gallery_published = False
 
     # -- MQTT thread -----------------------------------------------------------------------------------------------
 
     def on_frame(self, message: Message) -> None:
-        """Queue a frame (newest wins per device). Oversized or mis-addressed frames are logged, counted, skipped."""
-        self.counters.add("frames_in")
+        """Queue a frame of one of this recognizer's devices (newest wins per device). Frames of other recognizers'
+        devices are skipped; oversized, undecodable-by-header or mis-addressed frames and new devices past
+        ``max_devices`` are logged, counted and skipped."""
         try:
             device_id = self.mqtt.topics.device_of(message.topic)
         except ValueError as exc:
             self.counters.add("frames_bad")
             log.warning("frame on %s ignored: %s", message.topic, exc, extra={"topic": message.topic})
             return
-        if len(message.payload) > self.settings.max_frame_bytes:
+        if not self.membership.owns(device_id):
+            self.counters.add("frames_other" if self.membership.ready else "frames_not_ready")
+            return
+        self.counters.add("frames_in")
+        try:
+            check_frame(message.payload, self.settings.max_frame_bytes, self.settings.max_frame_pixels)
+        except ImageError as exc:
             self.counters.add("frames_bad")
-            log.warning(
-                "frame on %s rejected: %d bytes is over the %d byte limit",
-                message.topic, len(message.payload), self.settings.max_frame_bytes, extra={"topic": message.topic},
-            )
+            log.warning("frame on %s rejected: %s", message.topic, exc, extra={"topic": message.topic})
             return
         received_at = captured_at = utc_now()
         stamp = message.user_properties.get(CAPTURE_TIME_PROPERTY)
@@ -63,11 +74,43 @@ class Recognizer:
             if abs((captured_at - received_at).total_seconds()) > self.settings.max_clock_skew_s:
                 captured_at = received_at  # a camera clock far off would freeze or scramble its tracks' timing
                 self.counters.add("frames_bad_capture_time")
+        now_s = time.monotonic()
+        with self._owners_lock:
+            worker = self.owners.owner(device_id, now_s)
+        if worker is None:
+            self.counters.add("frames_refused")
+            if not self._refusing_devices:
+                self._refusing_devices = True
+                log.warning("%d devices followed (max_devices): refusing frames of new devices, first %s, until one "
+                            "has been quiet for %.0f s (counted as frames_refused)", len(self.owners), device_id,
+                            self.settings.device_idle_s, extra={"topic": message.topic})
+            return
         self.counters.add(f"frames_in/{device_id}")
-        frame = Frame(message.topic, device_id, message.payload, captured_at, time.monotonic())
-        if self.workers[self.owners.owner(device_id)].slots.put(device_id, frame):
+        frame = Frame(message.topic, device_id, message.payload, captured_at, now_s)
+        if self.workers[worker].slots.put(device_id, frame):
             self.counters.add("frames_dropped")
             self.counters.add(f"frames_dropped/{device_id}")
+
+    def on_availability(self, message: Message) -> None:
+        """Follow which recognizers are online (recognizer.sharing): their devices are theirs."""
+        try:
+            instance = self.mqtt.topics.service_of(message.topic)
+        except ValueError:
+            return
+        if self.membership.update(instance, message.payload):
+            log.info("recognizers online: %s (this one: %s)", ", ".join(sorted(self.membership.online)) or "none",
+                     self.settings.instance)
+
+    def expire_devices(self, now_s: float | None = None) -> list[str]:
+        """Forget the devices quiet for ``device_idle_s``: they leave the stats and free their place."""
+        with self._owners_lock:
+            forgotten = self.owners.expire(time.monotonic() if now_s is None else now_s)
+            if forgotten and self._refusing_devices:
+                self._refusing_devices = False
+                log.info("%d quiet devices forgotten: new devices are accepted again", len(forgotten))
+        for device_id in forgotten:
+            self.counters.forget_device(device_id)
+        return forgotten
 
     # -- feeder threads --------------------------------------------------------------------------------------------
 
@@ -132,9 +175,9 @@ class Recognizer:
 
     # -- gallery thread --------------------------------------------------------------------------------------------
 
-    def refresh_gallery(self) -> None:
+    def refresh_gallery(self) -> bool:
         """Bring the gallery up to date and publish its state (retained). While the source cannot be listed (S3 down,
-        folder gone) the last good gallery stays in force; the failure is logged and counted."""
+        folder gone) the last good gallery stays in force; the failure is logged and counted, and False returned."""
         started = time.perf_counter()
         try:
             change = self.gallery.refresh()
@@ -142,7 +185,7 @@ class Recognizer:
             self.counters.add("gallery_errors")
             log.error("gallery %s unreachable, keeping the last one (%d images): %s",
                       self.settings.gallery, len(self.gallery.index), exc)
-            return
+            return False
         if change.changed or not self._gallery_published:
             log.info(
                 "gallery %s: %d people, %d images, %d rejected; +%d -%d images in %.1f s",
@@ -153,27 +196,50 @@ class Recognizer:
                 worker.set_gallery(self.gallery.index)
             self.mqtt.publish(self.mqtt.topics.gallery_state(), json.dumps(self.gallery.state()), qos=1, retain=True)
             self._gallery_published = True
+        return True
+
+    def load_first_gallery(self, stop: threading.Event, max_backoff_s: float = 30.0) -> bool:
+        """Read the gallery before going online, retrying after 1, 2, 4 … ``max_backoff_s`` s while its source
+        cannot be read, unless ``start_without_gallery``. False when ``stop`` was set first."""
+        delay_s = 1.0
+        while not self.refresh_gallery():
+            if self.settings.start_without_gallery:
+                log.warning("starting without a gallery (start_without_gallery): every face is unknown until %s "
+                            "can be read (checked every %.0f s)", self.settings.gallery, self.settings.gallery_poll_s)
+                return True
+            log.error("not going online until the gallery %s can be read; next try in %.0f s",
+                      self.settings.gallery, delay_s)
+            if stop.wait(delay_s):
+                return False
+            delay_s = min(max_backoff_s, delay_s * 2)
+        return True
 
     def _watch_gallery(self, stop: threading.Event) -> None:
         while not stop.wait(self.settings.gallery_poll_s):
             self.refresh_gallery()
 
+    STATS_NAMES = ("frames_in", "frames_bad", "frames_bad_capture_time", "frames_refused", "frames_dropped",
+                   "frames_still", "frames_processed", "frames_other", "frames_not_ready", "faces_encoded",
+                   "events_decided", "events_changed", "events_ended", "worker_errors", "gallery_errors")
+
     def stats_message(self, interval_s: float) -> dict:
-        """The figures of the last interval, as published on ``<prefix>/services/recognizer/stats``."""
+        """The figures of the last interval, as published on ``<prefix>/services/<instance>/stats``: every counter
+        the recognizer keeps (zeros included), gauges, latency percentiles, and counts per followed device."""
         service, devices = split_by_device(self.counters.deltas())
-        figures = {
+        figures = {name: 0 for name in self.STATS_NAMES} | service | {
             "queue_depth": sum(len(w.slots) for w in self.workers),
+            "queued_bytes": sum(w.slots.bytes for w in self.workers),
+            "devices": len(self.owners),
+            "recognizers_online": len(self.membership.online),
             "workers": len(self.workers),
             "worker_restarts": sum(w.restarts for w in self.workers),
             "gallery_people": len(self.gallery.index.people),
             "gallery_images": len(self.gallery.index),
-            "frames_bad": service.get("frames_bad", 0),
-        } | {name: service.get(name, 0) for name in (
-            "frames_still", "faces_encoded", "events_decided", "events_changed", "events_ended", "worker_errors")}
+        }
         latency = self.latency_ms.drain_percentiles(50, 99)
         if latency:
             figures |= {"latency_p50_ms": latency[50], "latency_p99_ms": latency[99]}
-        return {"schema_version": 1, "service": "recognizer", "interval_s": interval_s,
+        return {"schema_version": 1, "service": self.settings.instance, "interval_s": interval_s,
                 "service_stats": figures, "devices": devices}
 
     def start_workers(self) -> None:
@@ -194,7 +260,7 @@ class Recognizer:
             raise RuntimeError("a recognizer worker failed to start (see the error above)")
         for worker in workers:
             worker.set_gallery(self.gallery.index)
-        self.owners = DeviceOwners(count, self.settings.max_devices * count)
+        self.owners = DeviceOwners(count, self.settings.max_devices, self.settings.device_idle_s)
         self.workers = workers
         log.info("%d workers (model %s) started in %.1f s", count, self.settings.model, time.perf_counter() - started)
 
@@ -202,8 +268,10 @@ class Recognizer:
         """Load the gallery, start the workers, subscribe to every device's frames and process them until ``stop``
         is set; check the gallery for changes every ``gallery_poll_s`` and publish the stats every
         ``stats_interval_s``. At the end the live tracks end (their events are published) and the workers stop."""
+        self.mqtt.subscribe(self.mqtt.topics.service_availability("+"), self.on_availability, qos=1)
         self.mqtt.subscribe(self.mqtt.topics.all_frames, self.on_frame, qos=0)
-        self.refresh_gallery()  # before connecting: "online" means the gallery is in force (the state waits in paho)
+        if not self.load_first_gallery(stop):  # before connecting: "online" means the gallery is in force
+            return
         self.start_workers()
         self.mqtt.start()
         if self.settings.gallery_poll_s > 0:
@@ -215,11 +283,12 @@ class Recognizer:
         last_stats = time.monotonic()
         try:
             while not stop.wait(min(1.0, stats_interval_s)):
+                self.expire_devices()
                 elapsed_s = time.monotonic() - last_stats
                 if elapsed_s >= stats_interval_s:
                     last_stats = time.monotonic()
                     message = self.stats_message(round(elapsed_s, 3))
-                    self.mqtt.publish(self.mqtt.topics.service_stats("recognizer"), json.dumps(message), qos=0)
+                    self.mqtt.publish(self.mqtt.topics.service_stats(self.settings.instance), json.dumps(message), qos=0)
                     log.debug("stats %s", message)
         finally:
             for feeder in feeders:
@@ -228,3 +297,18 @@ class Recognizer:
                 self.publish_events(worker.stop())
             self.mqtt.stop()
             log.info("recognizer stopped; totals %s", self.counters.snapshot())
+
+
+def main(mqtt_settings: MqttSettings, settings: RecognizerSettings, stats_interval_s: float, stop: threading.Event) -> int:
+    """The recognizer service, wired from its settings; runs until ``stop`` is set. Returns the exit code (1 for a
+    gallery setting that cannot be opened, e.g. ``s3://`` without a bucket)."""
+    from recognizer.photos import open_gallery
+
+    try:
+        gallery = open_gallery(settings)
+    except ValueError as exc:
+        log.error("%s", exc)
+        return 1
+    availability = Topics(mqtt_settings.topic_prefix).service_availability(settings.instance)
+    Recognizer(settings, MqttClient(mqtt_settings, availability, settings.instance), gallery).run(stop, stats_interval_s)
+    return 0

@@ -90,7 +90,8 @@ class Worker:
     def __init__(self, number: int, settings: RecognizerSettings) -> None:
         self.number = number
         self.settings = settings
-        self.slots: LatestSlots[Frame] = LatestSlots()
+        self.slots: LatestSlots[Frame] = LatestSlots(settings.max_queued_bytes // settings.worker_count(),
+                                                     lambda frame: len(frame.jpeg))
         self.restarts = 0
         self._gallery: GalleryIndex | None = None
         self._gallery_sent = True
@@ -154,28 +155,44 @@ class Worker:
 class DeviceOwners:
     """Which worker owns each device: a device seen for the first time goes to the worker that owns the fewest, and
     stays there, so its tracks live in one place and devices spread evenly (hashing put 3 of 4 cameras on one of two
-    workers). At most ``capacity`` devices are remembered; the one unseen the longest is forgotten first (its tracks
-    have ended by then: a worker forgets a quiet device after ``track_timeout_s``). Not thread-safe: the MQTT thread
-    calls it."""
+    workers).
 
-    def __init__(self, workers: int, capacity: int) -> None:
-        self.capacity = capacity
+    Bounded: at most ``capacity`` devices at once. A new device beyond that is refused (:meth:`owner` returns None)
+    until :meth:`expire` forgets the devices unseen for ``idle_s`` (their tracks have ended long before: a worker
+    ends a quiet device's tracks after ``track_timeout_s``). Not thread-safe: the MQTT thread calls it.
+    """
+
+    def __init__(self, workers: int, capacity: int, idle_s: float = 300.0) -> None:
+        self.capacity, self.idle_s = capacity, idle_s
         self.load = [0] * workers
-        self._owner: OrderedDict[str, int] = OrderedDict()
+        self._owner: OrderedDict[str, tuple[int, float]] = OrderedDict()  # device -> (worker, last seen), LRU order
 
-    def owner(self, device_id: str) -> int:
-        """Index of the worker that owns ``device_id`` (assigned now when it is new)."""
-        worker = self._owner.get(device_id)
-        if worker is not None:
+    def owner(self, device_id: str, now_s: float) -> int | None:
+        """Index of the worker that owns ``device_id`` (assigned now when it is new); None when it is new and
+        ``capacity`` devices are known."""
+        known = self._owner.get(device_id)
+        if known is not None:
+            worker = known[0]
             self._owner.move_to_end(device_id)
-            return worker
-        while len(self._owner) >= self.capacity:
-            _, forgotten = self._owner.popitem(last=False)
-            self.load[forgotten] -= 1
-        worker = min(range(len(self.load)), key=self.load.__getitem__)
-        self._owner[device_id] = worker
-        self.load[worker] += 1
+        elif len(self._owner) >= self.capacity:
+            return None
+        else:
+            worker = min(range(len(self.load)), key=self.load.__getitem__)
+            self.load[worker] += 1
+        self._owner[device_id] = (worker, now_s)
         return worker
+
+    def expire(self, now_s: float) -> list[str]:
+        """Forget the devices unseen for ``idle_s`` seconds (monotonic ``now_s``); returns their ids."""
+        forgotten = []
+        while self._owner:
+            device_id, (worker, seen_s) = next(iter(self._owner.items()))
+            if now_s - seen_s < self.idle_s:
+                break
+            del self._owner[device_id]
+            self.load[worker] -= 1
+            forgotten.append(device_id)
+        return forgotten
 
     def __len__(self) -> int:
         return len(self._owner)

@@ -183,7 +183,7 @@ def test_cameras_spread_evenly_over_the_worker_processes(recognizer, listener):
     for camera in cameras:
         listener.publish_frame(camera, photo)
     assert wait_for(lambda: all(recognizer.counters.get(f"frames_processed/{c}") == 1 for c in cameras), 20)
-    owners = [recognizer.owners.owner(c) for c in cameras]
+    owners = [recognizer.owners.owner(c, 0.0) for c in cameras]
     assert owners.count(0) == owners.count(1) == 2  # the least loaded worker takes each new camera
     assert max(recognizer.owners.load) - min(recognizer.owners.load) <= 1
     assert len(recognizer.workers) == 2 and all(w.process.is_alive() for w in recognizer.workers)

@@ -65,19 +65,33 @@ def test_producer_never_blocks_without_a_consumer():
     assert [slots.take(0) for _ in range(4)] == [("cam0", n - 4), ("cam1", n - 3), ("cam2", n - 2), ("cam3", n - 1)]
 
 
+def test_slots_hold_at_most_max_bytes_whatever_the_number_of_devices():
+    slots = LatestSlots(max_bytes=10 * 1024**2)
+    lost = sum(slots.put(f"invented-{i}", bytes(1024**2)) for i in range(1000))  # 1000 devices, 1 MiB each
+    assert len(slots) == 10 and slots.bytes == 10 * 1024**2 and lost == 990
+    assert slots.put("invented-0", bytes(1024**2)) is True  # a replacement still fits
+    slots.take(0)
+    assert slots.bytes == 9 * 1024**2 and slots.put("new", bytes(1024**2)) is False
+    big = LatestSlots(max_bytes=10)
+    assert big.put("huge", bytes(100)) is False  # one frame always fits in empty slots, whatever its size
+
+
 def test_device_owners_spread_new_devices_evenly_and_stay_sticky():
     from recognizer.workers import DeviceOwners
 
     owners = DeviceOwners(workers=2, capacity=100)
-    first = [owners.owner(f"cam{i}") for i in range(4)]
+    first = [owners.owner(f"cam{i}", 0.0) for i in range(4)]
     assert sorted(first) == [0, 0, 1, 1]
-    assert [owners.owner(f"cam{i}") for i in range(4)] == first  # a device stays on its worker
+    assert [owners.owner(f"cam{i}", 1.0) for i in range(4)] == first  # a device stays on its worker
 
 
-def test_device_owners_are_bounded_when_device_ids_flood_in():
+def test_device_owners_refuse_new_devices_past_the_cap_until_idle_ones_expire():
     from recognizer.workers import DeviceOwners
 
-    owners = DeviceOwners(workers=3, capacity=50)
-    for i in range(10_000):
-        owners.owner(f"invented-{i}")
-    assert len(owners) == 50 and sum(owners.load) == 50 and max(owners.load) - min(owners.load) <= 1
+    owners = DeviceOwners(workers=3, capacity=50, idle_s=300)
+    owners.owner("door", 0.0)
+    refused = sum(owners.owner(f"invented-{i}", 1.0) is None for i in range(10_000))
+    assert refused == 10_000 - 49 and len(owners) == 50 and sum(owners.load) == 50
+    assert owners.owner("door", 250.0) is not None  # a known device is never refused
+    assert owners.expire(301.0) == [f"invented-{i}" for i in range(49)]  # door was seen at 250 s
+    assert len(owners) == 1 and sum(owners.load) == 1 and owners.owner("new", 302.0) is not None
