@@ -7,6 +7,7 @@ Needs the Debian packages ``mosquitto`` and ``influxdb`` and the PyPI package ``
 from __future__ import annotations
 
 import contextlib
+import getpass
 import os
 import shutil
 import socket
@@ -95,8 +96,9 @@ def start_mosquitto(state_dir: Path, port: int | None = None) -> Server:
     state_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     conf = state_dir / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence_location {state_dir.resolve()}/\n"
-                    f"{SESSION_CONF}log_dest stderr\n")
+    # user: Mosquitto started as root switches to the "mosquitto" user, which may not write state_dir
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nuser {getpass.getuser()}\n"
+                    f"persistence_location {state_dir.resolve()}/\n{SESSION_CONF}log_dest stderr\n")
     log_path = state_dir / "mosquitto.log"
     process = subprocess.Popen(
         [_binary("mosquitto", "/usr/sbin/mosquitto"), "-c", str(conf)],

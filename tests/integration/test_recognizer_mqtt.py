@@ -214,3 +214,72 @@ def test_a_capture_time_far_from_now_is_replaced_by_the_receive_time(recognizer,
     (event,) = listener.wait_events("skewed", 1)
     assert before <= event.captured_at <= utc_now() and event.person == "Tom_Hanks"
     assert recognizer.counters.get("frames_bad_capture_time") == bad + 1
+
+
+def with_size(jpeg: bytes, width: int, height: int) -> bytes:
+    """``jpeg`` with its SOF header claiming ``width`` x ``height`` (a forged header: the pixels stay the same)."""
+    at = next(i for i in range(2, len(jpeg) - 9) if jpeg[i] == 0xFF and jpeg[i + 1] in (0xC0, 0xC1, 0xC2))
+    return jpeg[: at + 5] + height.to_bytes(2, "big") + width.to_bytes(2, "big") + jpeg[at + 9 :]
+
+
+def corpus() -> dict[str, tuple[str, bytes]]:
+    """Bad frames a camera or an attacker may send: name -> (device id, payload). Each must be refused by header
+    or decoding, counted in frames_bad and logged with its topic; none may cost a worker or a callback."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from facebus.images import encode_jpeg
+
+    good = (FACES_DEV / "probe/Barack_Obama/obama_small.jpg").read_bytes()
+    tiny = encode_jpeg(np.full((8, 8, 3), 128, np.uint8))
+    rng = np.random.default_rng(7)
+    return {
+        "empty": ("bad-empty", b""),
+        "random": ("bad-random", rng.integers(0, 256, 5000, dtype=np.uint8).tobytes()),
+        "truncated": ("bad-truncated", good[: len(good) // 3]),
+        "oversize": ("bad-oversize", b"\xff\xd8" + b"\0" * 2_100_000),
+        "bomb-30000": ("bad-bomb", with_size(good, 30000, 30000)),
+        "bomb-4096-in-631-bytes": ("bad-bomb2", with_size(tiny, 4096, 4096)),
+        "png-truncated": ("bad-png", _encoded(Image.open(io.BytesIO(good)), "PNG")[:2000]),
+        "text": ("bad-text", b"GET / HTTP/1.1\r\n\r\n"),
+    }
+
+
+def _encoded(image, fmt: str) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def test_a_bad_input_corpus_is_refused_counted_and_logged_and_good_frames_still_flow(recognizer, listener, caplog):
+    """Bad frames, odd topics and device ids: each refused with its topic in the log, counted in frames_bad (none in
+    worker_errors), and a PNG, a grayscale and a CMYK JPEG of a face are named as any frame is."""
+    from PIL import Image
+
+    before = recognizer.counters.get("frames_bad")
+    frames = corpus()
+    for device, payload in frames.values():
+        listener.publish_frame(device, payload)
+    odd_topics = ["facebus/services/frame", "facebus/" + "x" * 65 + "/frame", "facebus/dot.ted/frame",
+                  "facebus/%2e%2e/frame"]
+    for topic in odd_topics:
+        listener.client.publish(topic, b"\xff\xd8\xff\xd9").wait_for_publish(5)
+    expected = before + len(frames) + len(odd_topics)
+    assert wait_for(lambda: recognizer.counters.get("frames_bad") >= expected, timeout_s=20)
+    assert recognizer.counters.get("frames_bad") == expected
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    for device, _ in frames.values():
+        assert TOPICS.frame(device) in logged, device
+    assert "decompression bomb" in logged and "cannot hold the 4096x4096 pixels" in logged
+    photo = Image.open(FACES_DEV / "probe/Barack_Obama/obama_small.jpg")
+    for device, payload in {"as-png": _encoded(photo, "PNG"), "as-grey": _encoded(photo.convert("L"), "JPEG"),
+                            "as-cmyk": _encoded(photo.convert("CMYK"), "JPEG")}.items():
+        listener.publish_frame(device, payload)
+        assert listener.wait_events(device, 1)[0].person == "Barack_Obama", device
+    assert recognizer.counters.get("callback_errors") == 0 and recognizer.counters.get("worker_errors") == 0
+    message = recognizer.stats_message(1.0)
+    assert {"frames_bad", "frames_bad_capture_time", "worker_errors", "frames_refused"} <= set(message["service_stats"])
