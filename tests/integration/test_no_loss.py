@@ -4,10 +4,7 @@ face events published on the bus (throttle 0) against entries in InfluxDB, and c
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -26,6 +23,7 @@ from facebus.stats import Counters
 from facebus.topics import Topics
 from tests.conftest import wait_for
 from tests.factories import face_event, mqtt_settings
+from tests.processes import Availability, ServiceProcess
 
 pytestmark = pytest.mark.integration
 
@@ -33,62 +31,21 @@ TOPICS = Topics()
 PEOPLE = ("Alice", "Bob", "Carol", "Dave")
 
 
-class Archiver:
-    """``facebus archiver`` as a child process with a stable client id, its own spool, crops and log."""
+class Archiver(ServiceProcess):
+    """``facebus archiver`` with a stable client id, its own spool, crops and log."""
 
-    def __init__(self, folder: Path, mqtt_port: int, influx_url: str, database: str, **env: str) -> None:
-        self.folder, self.log_path = folder, folder / "archiver.log"
+    def __init__(self, folder: Path, mqtt_port: int, influx_url: str, database: str) -> None:
         self.crops_dir = folder / "crops"
-        self.env = dict(
-            os.environ, FACEBUS_MQTT_PORT=str(mqtt_port), FACEBUS_MQTT_CLIENT_ID=f"archiver-{uuid.uuid4().hex[:8]}",
+        super().__init__("archiver", "archiver", folder / "archiver.log", dict(
+            FACEBUS_MQTT_PORT=str(mqtt_port), FACEBUS_MQTT_CLIENT_ID=f"archiver-{uuid.uuid4().hex[:8]}",
             FACEBUS_INFLUX_URL=influx_url, FACEBUS_INFLUX_API="v1", FACEBUS_INFLUX_DATABASE=database,
             FACEBUS_INFLUX_TIMEOUT_S="2", FACEBUS_ARCHIVER_THROTTLE_S="0", FACEBUS_ARCHIVER_MAX_BACKOFF_S="2",
             FACEBUS_ARCHIVER_FLUSH_INTERVAL_S="0.2", FACEBUS_ARCHIVER_CROPS_DIR=str(self.crops_dir),
             FACEBUS_ARCHIVER_SPOOL_PATH=str(folder / "spool.sqlite"), FACEBUS_STATS_INTERVAL_S="1",
-            FACEBUS_LOG_JSON="0", **env,
-        )
-        self.process: subprocess.Popen | None = None
-
-    def start(self, online: "Availability") -> None:
-        before = online.count("archiver")
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "facebus", "archiver"], env=self.env,
-                                            stdout=log, stderr=subprocess.STDOUT)
-        assert wait_for(lambda: online.count("archiver") > before or self.process.poll() is not None, 30)
-        assert self.process.poll() is None, self.log()
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        self.process.send_signal(sig)
-        self.process.wait(30)
-
-    def cpu_s(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        ))
 
     def crops(self) -> list[Path]:
         return sorted(self.crops_dir.rglob("*.jpg")) if self.crops_dir.exists() else []
-
-
-class Availability:
-    """Counts ``online`` messages per service, as a dashboard watching the availability topics would."""
-
-    def __init__(self, port: int) -> None:
-        self.online: dict[str, int] = {}
-        self.client = MqttClient(mqtt_settings(port, "watch"), TOPICS.service_availability("test-watch"), "watch")
-        self.client.subscribe(TOPICS.service_availability("+"), self._on, qos=1)
-        self.client.start()
-        assert self.client.wait_connected(10)
-
-    def _on(self, message) -> None:
-        if message.payload == b"online" and not message.retain:
-            service = TOPICS.service_of(message.topic)
-            self.online[service] = self.online.get(service, 0) + 1
-
-    def count(self, service: str) -> int:
-        return self.online.get(service, 0)
 
 
 @pytest.fixture
@@ -108,7 +65,7 @@ def bus(tmp_path):
     if archiver.process and archiver.process.poll() is None:
         archiver.stop(signal.SIGKILL)
     sender.stop()
-    watcher.client.stop()
+    watcher.stop()
     state["influx"].stop()
     state["broker"].stop()
 
