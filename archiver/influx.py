@@ -211,3 +211,27 @@ def make_writer(settings: InfluxSettings) -> LineWriter:
         api = choose_api(version)
         log.info("InfluxDB %s at %s: using the %s API", version or "(no version header)", settings.url, api)
     return V1Writer(settings) if api == "v1" else V2Writer(settings)
+
+
+class DeferredWriter:
+    """:func:`make_writer` on first use, tried again at every write until it succeeds: the archiver starts, and spools,
+    while InfluxDB is still down. Raises InfluxError (transient) until then."""
+
+    def __init__(self, settings: InfluxSettings) -> None:
+        self.settings = settings
+        self._writer: LineWriter | None = None
+
+    def _connected(self) -> LineWriter:
+        if self._writer is None:
+            self._writer = make_writer(self.settings)
+        return self._writer
+
+    def write(self, lines: list[str]) -> None:
+        self._connected().write(lines)
+
+    def delete_person(self, measurement: str, person: str) -> int:
+        return self._connected().delete_person(measurement, person)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()

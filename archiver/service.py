@@ -30,8 +30,8 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from archiver.core import Throttle, availability_point, check_times, entry_for, point_for, stats_points
-from archiver.influx import InfluxError, LineWriter, make_writer
-from archiver.spool import Spool, Spooled, SpoolFull
+from archiver.influx import DeferredWriter, InfluxError, LineWriter
+from archiver.spool import Spool, Spooled, SpoolFull, SpoolLocked
 from facebus.events import EventType, FaceEvent, describe_error, utc_now
 from facebus.images import ImageError, decode_jpeg
 from facebus.mqtt import Message, MqttClient
@@ -119,10 +119,11 @@ class SpoolWriter:
         self._stopping.set()
         self._wake.set()
         self._thread.join(timeout_s)
-        left = len(self.spool)
-        if left:
-            log.warning("archiver stopping with %d lines in the spool %s: they are written when it starts again",
-                        left, self.spool.path)
+        waiting = self.spool.waiting()
+        if waiting:
+            log.warning("archiver stopping with %d entries and %d metric points in the spool %s: they are written "
+                        "when it starts again", waiting.get("entries_written", 0), waiting.get("metrics_written", 0),
+                        self.spool.path)
 
     def flush(self) -> None:
         """Write everything spooled, batch by batch. Raises InfluxError on a transient failure."""
@@ -159,6 +160,11 @@ class SpoolWriter:
                 self.flush()
             except InfluxError as exc:
                 delay_s = self._failed(exc)
+            except Exception:  # noqa: BLE001 - the spool file failing (disk gone): keep the thread, retry later
+                self.counters.add("spool_errors")
+                log.exception("writing the spool %s to InfluxDB failed; retrying in %.0f s", self.spool.path,
+                              self.max_backoff_s)
+                delay_s = self.max_backoff_s
             else:
                 self._recovered()
                 delay_s = self.flush_interval_s
@@ -344,14 +350,14 @@ def run(mqtt: MqttClient, archiver: Archiver, stop: threading.Event, stats_inter
 
 def main(mqtt_settings: MqttSettings, influx_settings: InfluxSettings, settings: ArchiverSettings,
          stats_interval_s: float, stop: threading.Event) -> int:
-    """The archiver service, wired from its settings; runs until ``stop`` is set. Returns the exit code (1 when
-    InfluxDB cannot be reached at start or the spool cannot be opened)."""
+    """The archiver service, wired from its settings; runs until ``stop`` is set. Returns the exit code (1 when the
+    spool cannot be opened or another archiver holds it). InfluxDB may be down at start: entries wait in the spool."""
     try:
-        influx = make_writer(influx_settings)
         spool = Spool(settings.spool_path, settings.spool_max_bytes, settings.spool_max_age_s)
-    except (InfluxError, sqlite3.Error, OSError) as exc:
-        log.error("%s", exc)
+    except (SpoolLocked, sqlite3.Error, OSError) as exc:
+        log.error("cannot open the spool %s: %s", settings.spool_path, exc)
         return 1
+    influx = DeferredWriter(influx_settings)
     mqtt = MqttClient(mqtt_settings, Topics(mqtt_settings.topic_prefix).service_availability("archiver"), "archiver")
     writer = SpoolWriter(influx, spool, settings.batch_size, settings.flush_interval_s, mqtt.counters,
                          settings.max_backoff_s)

@@ -20,6 +20,7 @@ Thread-safe: the MQTT thread puts, the writer thread peeks and deletes.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import sqlite3
 import threading
 import time
@@ -50,6 +51,10 @@ CREATE TABLE IF NOT EXISTS dead (
 """
 
 
+class SpoolLocked(RuntimeError):
+    """Another process (a second archiver) has this spool open."""
+
+
 class SpoolFull(RuntimeError):
     """The spool holds ``max_bytes`` of lines or its oldest line is older than ``max_age_s``; the message says which."""
 
@@ -76,6 +81,12 @@ class Spool:
     def __init__(self, path: Path, max_bytes: int, max_age_s: float, keep_ids_s: float = 86400.0) -> None:
         self.path, self.max_bytes, self.max_age_s, self.keep_ids_s = Path(path), max_bytes, max_age_s, keep_ids_s
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock_file = open(self.path.with_name(self.path.name + ".lock"), "a")  # noqa: SIM115 - held while open
+        try:  # one archiver per spool: two would each count and send the other's lines
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.close()
+            raise SpoolLocked(f"spool {self.path} is in use by another archiver") from None
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -175,6 +186,11 @@ class Spool:
 
     # -- figures ---------------------------------------------------------------------------------------------------
 
+    def waiting(self) -> dict[str, int]:
+        """Queued lines per counter name, e.g. ``{"entries_written": 11, "metrics_written": 4}``."""
+        with self._lock:
+            return dict(self._db.execute("SELECT counter, COUNT(*) FROM queue GROUP BY counter").fetchall())
+
     def __len__(self) -> int:
         with self._lock:
             return self._count
@@ -188,3 +204,4 @@ class Spool:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            self._lock_file.close()

@@ -44,7 +44,8 @@ def cmd_publisher(args: argparse.Namespace) -> int:
     from publisher import service
 
     mqtt_settings, settings = cfg.load(cfg.MqttSettings, args), cfg.load(cfg.PublisherSettings, args)
-    mqtt = MqttClient(mqtt_settings, Topics(mqtt_settings.topic_prefix).device_availability(settings.device_id), "publisher")
+    availability = Topics(mqtt_settings.topic_prefix).device_availability(settings.device_id)
+    mqtt = MqttClient(mqtt_settings, availability, f"publisher-{settings.device_id}")
     try:
         service.run(settings, mqtt, _stop_on_signals())
     except (FileNotFoundError, ValueError) as exc:

@@ -149,6 +149,16 @@ def test_a_redelivered_event_makes_no_second_entry_after_a_restart(tmp_path):
     assert len(lines(again)) == 1
 
 
+def test_a_second_archiver_cannot_open_a_spool_in_use(tmp_path):
+    from archiver.spool import SpoolLocked
+
+    first = Spool(tmp_path / "spool.sqlite", 1024**2, 3600)
+    with pytest.raises(SpoolLocked, match="in use by another archiver"):
+        Spool(tmp_path / "spool.sqlite", 1024**2, 3600)
+    first.close()
+    Spool(tmp_path / "spool.sqlite", 1024**2, 3600).close()  # free again once the first is closed
+
+
 def test_a_full_spool_stops_acknowledging_and_loses_nothing(tmp_path):
     archiver = make_archiver(tmp_path / "crops", tmp_path / "spool.sqlite", spool_max_bytes=1024)
     archiver.stopping.set()  # a stopping archiver gives up waiting for room at once (a running one waits)
