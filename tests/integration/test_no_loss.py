@@ -45,7 +45,9 @@ class Archiver(ServiceProcess):
         ))
 
     def crops(self) -> list[Path]:
-        return sorted(self.crops_dir.rglob("*.jpg")) if self.crops_dir.exists() else []
+        """The crop files (a ``.tmp-*`` file a SIGKILL interrupted mid-write is not one: nothing serves or lists it)."""
+        found = self.crops_dir.rglob("*.jpg") if self.crops_dir.exists() else []
+        return sorted(path for path in found if not path.name.startswith(".tmp-"))
 
 
 @pytest.fixture
