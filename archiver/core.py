@@ -197,7 +197,7 @@ def point_for(entry: Entry, measurement: str = "face_entry") -> Point:
 STATS_SCHEMA_VERSION = 1
 
 
-def stats_points(message: dict, time: datetime, max_devices: int = 1000) -> list[Point]:
+def stats_points(message: dict, time: datetime, max_devices: int = 1000, topic_service: str | None = None) -> list[Point]:
     """InfluxDB points of one stats message (docs/metrics.md)::
 
         {"schema_version": 1, "service": "recognizer", "interval_s": 10.0,
@@ -205,13 +205,16 @@ def stats_points(message: dict, time: datetime, max_devices: int = 1000) -> list
 
     → one ``service_stats`` point (tag service) and one ``device_stats`` point per device (tag device, plus
     ``fps`` = frames_in / interval_s). Raises ValueError for a message of another shape or version, or with more
-    than ``max_devices`` devices (a bound on the rows one message can add).
+    than ``max_devices`` devices (a bound on the rows one message can add), or naming another service than its
+    topic's ``topic_service`` (the broker's ACL lets a service publish only on its own stats topic).
     """
     if not isinstance(message, dict) or message.get("schema_version") != STATS_SCHEMA_VERSION:
         raise ValueError("not a version 1 stats message")
     service, interval_s = message.get("service"), message.get("interval_s")
     if not isinstance(service, str) or not isinstance(interval_s, int | float) or interval_s <= 0:
         raise ValueError("stats message needs a service name and a positive interval_s")
+    if topic_service is not None and service != topic_service:
+        raise ValueError(f"stats message names service {service!r} on the stats topic of {topic_service!r}")
     devices = message.get("devices") or {}
     if not isinstance(devices, dict) or len(devices) > max_devices:
         raise ValueError(f"stats devices must be an object of at most {max_devices} devices")

@@ -58,9 +58,11 @@ def save_atomically(path: Path, data: bytes) -> None:
         raise
 
 
-def decode_crop(crop_jpeg_b64: str, max_bytes: int = 256 * 1024) -> bytes:
+def decode_crop(crop_jpeg_b64: str | None, max_bytes: int = 256 * 1024) -> bytes:
     """JPEG bytes of an event's crop. Raises ValueError when it is not base64, decodes to more than ``max_bytes``,
     is not a JPEG or does not decode as an image of at most CROP_MAX_PIXELS pixels."""
+    if crop_jpeg_b64 is None:
+        raise ValueError("the event has no crop (crop_jpeg_b64 is null: events with crops are on <device>/face_with_crop)")
     if len(crop_jpeg_b64) > (max_bytes + 2) // 3 * 4:
         raise ValueError(f"crop of about {len(crop_jpeg_b64) * 3 // 4} bytes is over the {max_bytes} byte limit")
     try:
@@ -285,7 +287,8 @@ class Archiver:
     def handle_stats(self, message: Message) -> None:
         """Write a service's stats message (docs/metrics.md) as InfluxDB points; a bad one is logged and counted."""
         try:
-            points = stats_points(json.loads(message.payload), utc_now(), self.settings.max_stats_devices)
+            points = stats_points(json.loads(message.payload), utc_now(), self.settings.max_stats_devices,
+                                  self.topics.service_of(message.topic))
         except ValueError as exc:  # json.JSONDecodeError is a ValueError
             self.counters.add("stats_bad")
             log.warning("bad stats message on %s: %s", message.topic, exc, extra={"topic": message.topic})
@@ -327,7 +330,7 @@ class Archiver:
 def run(mqtt: MqttClient, archiver: Archiver, stop: threading.Event, stats_interval_s: float = 10.0) -> None:
     """Subscribe, run until ``stop`` is set, then stop acknowledging, disconnect and give the writer a last try.
     Every ``stats_interval_s`` the archiver's own figures go to InfluxDB beside those the other services publish."""
-    mqtt.subscribe(mqtt.topics.all_faces, archiver.handle, qos=1)
+    mqtt.subscribe(mqtt.topics.all_faces_with_crop, archiver.handle, qos=1)
     mqtt.subscribe(mqtt.topics.all_service_stats, archiver.handle_stats, qos=0)
     mqtt.subscribe(mqtt.topics.all_device_availability, archiver.handle_availability, qos=1)
     if len(archiver.spool):

@@ -137,7 +137,7 @@ def bad_events(stack: Stack) -> None:
            dict(good, captured_at="2200-01-01T00:00:00Z", event_id="y2200"),
            dict(good, person="", event_id="empty")]
     for payload in bad:
-        stack.sender.publish(TOPICS.face("door"), json.dumps(payload), qos=1).wait_for_publish(10)
+        stack.sender.publish(TOPICS.face_with_crop("door"), json.dumps(payload), qos=1).wait_for_publish(10)
     sent = publish_events(stack.sender, 600, start=5000)
     got = stack.wait_entries(before + 600) - before
     refused = stack.archiver.log().count("bad face event")

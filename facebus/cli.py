@@ -6,9 +6,12 @@
     facebus demo        the whole pipeline on the bundled clip, with private Mosquitto and InfluxDB
     facebus faces add|remove|move|list|import|identify|forget …   the face gallery (folder or S3) from the CLI
     facebus grafana push --url URL --token TOKEN     datasource + dashboards to a running Grafana
+    facebus broker init|add-camera|remove-camera|list DIR …   a Mosquitto config with TLS, accounts and an ACL
     facebus schema      print the face-event JSON Schema (docs/schemas/face-event.v2.json)
 
-Every flag also reads from its environment variable (shown in --help) and from ``.env``; flags win.
+Every flag also reads from its environment variable (shown in --help), from the files given with ``--env-file``
+(e.g. a service's MQTT credentials written by ``facebus broker``) and from ``.env``; flags win, then the
+environment, then the ``--env-file`` files in order, then ``.env``.
 An invalid setting ends the program with one message per bad key and exit code 2.
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -87,6 +91,12 @@ def cmd_grafana(args: argparse.Namespace) -> int:
     return grafana.main(args)
 
 
+def cmd_broker(args: argparse.Namespace) -> int:
+    from facebus import broker
+
+    return broker.main(args)
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from facebus.events import json_schema_text
 
@@ -98,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="facebus", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--log-level", type=str.upper, choices=logsetup.LEVELS, help="default INFO [env FACEBUS_LOG_LEVEL]"
+    )
+    parser.add_argument(
+        "--env-file", action="append", default=[], metavar="FILE",
+        help="read settings from this env file too, before .env (repeatable), e.g. credentials/recognizer.env",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -138,6 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
     grafana.add_arguments(p)
     p.set_defaults(func=cmd_grafana)
 
+    p = sub.add_parser("broker", help="write a secured Mosquitto configuration: TLS, accounts, ACL")
+    from facebus import broker
+
+    broker.add_arguments(p)
+    p.set_defaults(func=cmd_broker)
+
     p = sub.add_parser("schema", help="print the face-event JSON Schema")
     p.set_defaults(func=cmd_schema)
     return parser
@@ -145,10 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # .env also feeds libraries that read only the environment (boto3's AWS_*); variables already set win.
+    # The files also feed libraries that read only the environment (boto3's AWS_*); variables already set win.
+    for env_file in args.env_file:
+        if not load_dotenv(env_file, override=False) and not os.path.isfile(env_file):
+            print(f"facebus: env file {env_file} not found", file=sys.stderr)
+            return EXIT_CONFIG
     load_dotenv(".env", override=False)
     try:
-        logsetup.setup(args.log_level, sys.stderr if args.command in ("faces", "schema") else sys.stdout)
+        logsetup.setup(args.log_level, sys.stderr if args.command in ("faces", "schema", "broker") else sys.stdout)
         return args.func(args)
     except ValidationError as exc:
         for line in cfg.explain(exc):

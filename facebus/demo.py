@@ -1,6 +1,7 @@
 """``facebus demo``: the main job end to end on real input, with nothing installed beyond ``make``'s packages.
 
-Starts a private Mosquitto and InfluxDB 1.x on free loopback ports (data under ``--state-dir``), the recognizer
+Starts a private Mosquitto and InfluxDB 1.x on free loopback ports (data under ``--state-dir``), the Mosquitto one
+secured as in production (a ``facebus broker init`` folder: TLS, an account per service and camera, the ACL), the recognizer
 (gallery: ``samples/gallery``) and the archiver as separate processes, publishes the bundled clip through the
 publisher, waits until the last face event is archived, prints the entries read back from InfluxDB and where the
 crops are, and stops everything it started.
@@ -18,7 +19,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from facebus import devservers
+from facebus import broker, devservers
 from facebus.mqtt import MqttClient
 from facebus.settings import InfluxSettings, MqttSettings
 from facebus.topics import ONLINE, Topics
@@ -54,19 +55,21 @@ class Pipeline:
             shutil.rmtree(self.state_dir)
         self.state_dir.mkdir(parents=True)
         try:
-            self.mosquitto = devservers.start_mosquitto(self.state_dir / "mosquitto")
+            self.broker_dir = self.state_dir / "broker"
+            broker.init(self.broker_dir, [], port=devservers.free_port(), bind="127.0.0.1")
+            broker.add_camera(self.broker_dir, DEVICE_ID)
+            self.mosquitto = devservers.start_mosquitto(self.state_dir / "mosquitto", secure_dir=self.broker_dir)
             self._stack.callback(self.mosquitto.stop)
             self.influxd = devservers.start_influxd(self.state_dir / "influxdb")
             self._stack.callback(self.influxd.stop)
             self.env = dict(
                 os.environ,
                 FACEBUS_MQTT_HOST="127.0.0.1",
-                FACEBUS_MQTT_PORT=str(self.mosquitto.port),
                 FACEBUS_INFLUX_URL=self.influxd.url,
                 FACEBUS_LOG_JSON="0",
                 **self.extra_env,
             )
-            self.watcher = MqttClient(self.mqtt_settings(), Topics().service_availability("demo"), "demo")
+            self.watcher = MqttClient(self.mqtt_settings("viewer"), None, "demo")
             self._online: set[str] = set()
             self.watcher.subscribe(Topics().service_availability("+"), self._on_availability, qos=1)
             self.watcher.subscribe(Topics().all_faces, self._on_face, qos=1)
@@ -86,17 +89,24 @@ class Pipeline:
     def __exit__(self, *exc) -> None:
         self._stack.close()
 
-    def mqtt_settings(self) -> MqttSettings:
-        return MqttSettings(host="127.0.0.1", port=self.mosquitto.port)
+    def credentials(self, account: str) -> Path:
+        """The env file of an MQTT account (recognizer, archiver, viewer, the camera) of the demo's broker."""
+        return broker.BrokerDir.load(self.broker_dir).credentials(account)
+
+    def mqtt_settings(self, account: str) -> MqttSettings:
+        """Settings of a client logged in as ``account`` over TLS."""
+        return MqttSettings(_env_file=self.credentials(account), host="127.0.0.1")
 
     def influx_settings(self) -> InfluxSettings:
         return InfluxSettings(url=self.influxd.url, api="v1")
 
     def spawn(self, service: str, *args: str) -> subprocess.Popen:
-        """Start ``facebus <service> <args>`` with its log in ``state_dir/<service>.log``; stopped on exit."""
+        """Start ``facebus <service> <args>`` logged in as ``service``, with its log in ``state_dir/<service>.log``;
+        stopped on exit."""
         log = (self.state_dir / f"{service}.log").open("ab")
         process = subprocess.Popen(
-            [sys.executable, "-m", "facebus", service, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "facebus", "--env-file", str(self.credentials(service)), service, *args],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT,
         )
 
         def stop() -> None:
@@ -138,7 +148,8 @@ class Pipeline:
         args = ["--source", video, "--device-id", device_id, "--speed", str(speed), "--fps-max", str(fps_max)]
         if not sys.stderr.isatty():
             args.append("--no-progress")
-        return subprocess.run([sys.executable, "-m", "facebus", "publisher", *args], env=self.env).returncode
+        command = [sys.executable, "-m", "facebus", "--env-file", str(self.credentials(device_id)), "publisher", *args]
+        return subprocess.run(command, env=self.env).returncode
 
     def wait_quiet(self, quiet_s: float = 4.0, timeout_s: float = 120.0) -> None:
         """Wait until no face event has been seen for ``quiet_s`` (the recognizer has drained its slots)."""
@@ -179,7 +190,8 @@ def main(args: argparse.Namespace) -> int:
     started = time.monotonic()
     state_dir = Path(args.state_dir)
     with Pipeline(state_dir, args.gallery) as pipeline:
-        print(f"mosquitto on 127.0.0.1:{pipeline.mosquitto.port}, influxd on {pipeline.influxd.url}, "
+        print(f"mosquitto on 127.0.0.1:{pipeline.mosquitto.port} (TLS, accounts and ACL of {pipeline.broker_dir}), "
+              f"influxd on {pipeline.influxd.url}, "
               f"recognizer and archiver online; publishing {args.video} at speed {args.speed}", flush=True)
         code = pipeline.publish(args.video, args.speed)
         if code != 0:

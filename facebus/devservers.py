@@ -19,6 +19,8 @@ from pathlib import Path
 
 import requests
 
+from facebus.broker import SESSION_CONF, BrokerDir
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
@@ -80,29 +82,26 @@ def _binary(name: str, *candidates: str) -> str:
     raise FileNotFoundError(f"{name} not found: run `make deps` (installs mosquitto and influxdb with apt)")
 
 
-# The shipped mosquitto/mosquitto.conf's session and queue settings (docs/reliability.md), shared by the dev broker.
-SESSION_CONF = """persistence true
-autosave_interval 60
-persistent_client_expiration 1d
-max_queued_messages 100000
-max_queued_bytes 536870912
-set_tcp_nodelay true
-"""
+def start_mosquitto(state_dir: Path, port: int | None = None, secure_dir: Path | None = None) -> Server:
+    """Mosquitto 2 on 127.0.0.1 with the shipped configuration's persistence, session and queue settings (state in
+    ``state_dir``: restarting on the same folder and port keeps sessions and retained messages).
 
-
-def start_mosquitto(state_dir: Path, port: int | None = None) -> Server:
-    """Mosquitto 2 on 127.0.0.1, anonymous, with the shipped configuration's persistence, session and queue settings
-    (state in ``state_dir``: restarting on the same folder and port keeps sessions and retained messages)."""
+    Anonymous and plain by default; with ``secure_dir`` (a ``facebus broker init`` folder) it runs that folder's
+    mosquitto.conf: TLS on the folder's port, accounts and ACL, as production does."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    port = port or free_port()
-    conf = state_dir / "mosquitto.conf"
-    # user: Mosquitto started as root switches to the "mosquitto" user, which may not write state_dir
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nuser {getpass.getuser()}\n"
-                    f"persistence_location {state_dir.resolve()}/\n{SESSION_CONF}log_dest stderr\n")
+    if secure_dir is not None:
+        conf = secure_dir / "mosquitto.conf"
+        port = BrokerDir.load(secure_dir).port
+    else:
+        port = port or free_port()
+        conf = state_dir / "mosquitto.conf"
+        # user: Mosquitto started as root switches to the "mosquitto" user, which may not write state_dir
+        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nuser {getpass.getuser()}\n"
+                        f"persistence_location {state_dir.resolve()}/\n{SESSION_CONF}log_dest stderr\n")
     log_path = state_dir / "mosquitto.log"
     process = subprocess.Popen(
         [_binary("mosquitto", "/usr/sbin/mosquitto"), "-c", str(conf)],
-        stdout=subprocess.DEVNULL, stderr=log_path.open("ab"),
+        stdout=log_path.open("ab"), stderr=subprocess.STDOUT,
     )
     server = Server("mosquitto", port, process, log_path)
     try:

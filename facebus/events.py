@@ -118,7 +118,10 @@ class FaceEvent(BaseModel):
     box: Box
     frame_width_px: int = Field(..., gt=0, description="Width of the frame of the best view in pixels.")
     frame_height_px: int = Field(..., gt=0, description="Height of the frame of the best view in pixels.")
-    crop_jpeg_b64: str = Field(..., description="Crop of the best view with a margin, JPEG, base64 (standard alphabet).")
+    crop_jpeg_b64: str | None = Field(
+        None, description="Crop of the best view with a margin, JPEG, base64 (standard alphabet); only on "
+        "<prefix>/<device_id>/face_with_crop (the archiver's topic), null on <prefix>/<device_id>/face.",
+    )
 
     @field_validator("captured_at", "recognized_at")
     @classmethod
@@ -137,6 +140,10 @@ class FaceEvent(BaseModel):
     def to_json(self) -> bytes:
         """UTF-8 JSON with explicit nulls (an unknown person stays ``"person": null``)."""
         return self.model_dump_json().encode()
+
+    def without_crop(self) -> FaceEvent:
+        """This event with ``crop_jpeg_b64`` null, as published on ``<prefix>/<device_id>/face``."""
+        return self.model_copy(update={"crop_jpeg_b64": None})
 
 
 class TrackBox(BaseModel):

@@ -14,7 +14,11 @@ What it does for the services (as Frigate's ``comms/mqtt.py`` does):
 - reconnects by itself (``loop_start``), also when the broker is down at start;
 - every message handler runs inside a guard: an exception is logged with the topic, counted in
   ``callback_errors``, and never reaches paho's network thread;
-- TCP_NODELAY on the socket (paho does not set it; QoS 0 p99 latency 12-15 ms without, 0.5 ms with).
+- TCP_NODELAY on the socket (paho does not set it; QoS 0 p99 latency 12-15 ms without, 0.5 ms with);
+- TLS when ``settings.tls`` (paho ``tls_set``: the CA file, an optional client certificate, host name checked);
+- refusals said plainly: a refused connection (bad user name or password, not authorised), a QoS 1 publish refused
+  with reason code 135 (Not authorized: the broker's ACL) and a refused subscription are logged with the topic and
+  the user, once per topic, and counted (``mqtt_refused``).
 """
 
 from __future__ import annotations
@@ -36,6 +40,9 @@ from facebus.stats import Counters
 from facebus.topics import OFFLINE, ONLINE, Topics
 
 log = logging.getLogger(__name__)
+
+NOT_AUTHORIZED = 135  # MQTT v5 reason code of a PUBACK/SUBACK/CONNACK the broker's ACL or accounts refused
+MAX_PENDING = 10_000  # QoS 1 publishes remembered for their answer; refusal log keys (bounded like everything else)
 
 
 @dataclass(frozen=True)
@@ -68,14 +75,15 @@ def user_properties(props: dict[str, str]) -> Properties:
 class MqttClient:
     """One connection to the broker with an availability topic.
 
-    ``availability_topic`` gets the last will ``offline`` and a retained ``online`` on every connect. ``service``
-    names the client (``settings.client_id`` or :func:`default_client_id`).
+    ``availability_topic`` gets the last will ``offline`` and a retained ``online`` on every connect; None for a
+    read-only client (a viewer account may publish nothing). ``service`` names the client (``settings.client_id``
+    or :func:`default_client_id`).
     """
 
     def __init__(
         self,
         settings: MqttSettings,
-        availability_topic: str,
+        availability_topic: str | None,
         service: str,
         counters: Counters | None = None,
     ) -> None:
@@ -93,11 +101,27 @@ class MqttClient:
         if settings.username:
             password = settings.password.get_secret_value() if settings.password else None
             self._client.username_pw_set(settings.username, password)
-        self._client.will_set(availability_topic, OFFLINE, qos=1, retain=True)
+        if settings.tls:
+            self._client.tls_set(
+                ca_certs=str(settings.ca_file) if settings.ca_file else None,
+                certfile=str(settings.cert_file) if settings.cert_file else None,
+                keyfile=str(settings.key_file) if settings.key_file else None,
+            )
+            self._client.tls_insecure_set(settings.tls_insecure)
+        self._pending: dict[int, str] = {}  # mid -> topic of QoS 1/2 publishes awaiting the broker's answer
+        # mid -> refusal that came before publish() returned (QoS 0 publishes are answered at once, with success)
+        self._early: dict[int, object] = {}
+        self._subscriptions: dict[int, str] = {}  # mid -> topic filter of SUBSCRIBEs awaiting their SUBACK
+        self._pending_lock = threading.Lock()
+        self._refused: set[str] = set()  # topics a refusal was logged for (once each)
+        if availability_topic is not None:
+            self._client.will_set(availability_topic, OFFLINE, qos=1, retain=True)
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.on_publish = self._on_publish
+        self._client.on_subscribe = self._on_subscribe
 
     # -- interface -------------------------------------------------------------------------------------------------
 
@@ -105,14 +129,28 @@ class MqttClient:
         """Call ``handler`` for each message on ``topic_filter``; (re)subscribed on every connect."""
         self._handlers[topic_filter] = (handler, qos)
         if self._connected.is_set():
-            self._client.subscribe(topic_filter, qos)
+            self._subscribe(topic_filter, qos)
+
+    def _subscribe(self, topic_filter: str, qos: int) -> None:
+        _, mid = self._client.subscribe(topic_filter, qos)
+        with self._pending_lock:
+            self._subscriptions[mid] = topic_filter  # at most one per mid, overwritten when the mid comes round
 
     def publish(
         self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False, properties: dict[str, str] | None = None
     ) -> paho.MQTTMessageInfo:
         """Queue a message. QoS 1/2 messages wait in paho's queue while disconnected; QoS 0 is dropped then."""
         props = user_properties(properties) if properties else None
-        return self._client.publish(topic, payload, qos=qos, retain=retain, properties=props)
+        info = self._client.publish(topic, payload, qos=qos, retain=retain, properties=props)
+        if qos > 0:
+            # Not under a lock of ours across paho's publish: paho calls on_publish holding its own message lock.
+            with self._pending_lock:
+                early = self._early.pop(info.mid, None)  # the broker answered before we got here
+                if early is None and len(self._pending) < MAX_PENDING:
+                    self._pending[info.mid] = topic
+            if early is not None and early.is_failure:
+                self._refused_by_broker("publish to", topic, early)
+        return info
 
     def start(self) -> None:
         """Connect in the background; reconnects by itself until :meth:`stop`."""
@@ -134,7 +172,7 @@ class MqttClient:
     def stop(self) -> None:
         """Publish ``offline`` (retained), flush, disconnect and stop the network thread."""
         self._stopping = True
-        if self._connected.is_set():
+        if self._connected.is_set() and self.availability_topic is not None:
             info = self._client.publish(self.availability_topic, OFFLINE, qos=1, retain=True)
             try:
                 info.wait_for_publish(timeout=2)
@@ -147,7 +185,11 @@ class MqttClient:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            log.error("mqtt connect refused: %s", reason_code, extra={"host": self.settings.host})
+            self.counters.add("mqtt_refused")
+            if self._refusal_is_new(f"connect:{reason_code}"):
+                log.error("mqtt connection to %s:%s refused as user %r: %s (reason code %s); retrying",
+                          self.settings.host, self.settings.port, self.settings.username, reason_code,
+                          reason_code.value, extra={"host": self.settings.host})
             return
         sock = client.socket()
         if sock is not None:
@@ -156,8 +198,9 @@ class MqttClient:
             except OSError:
                 pass
         for topic_filter, (_, qos) in self._handlers.items():
-            client.subscribe(topic_filter, qos)
-        client.publish(self.availability_topic, ONLINE, qos=1, retain=True)
+            self._subscribe(topic_filter, qos)
+        if self.availability_topic is not None:
+            client.publish(self.availability_topic, ONLINE, qos=1, retain=True)
         self._connected.set()
         log.info("mqtt connected to %s:%s as %s (%s session)", self.settings.host, self.settings.port, self.client_id,
                  "resumed" if flags.session_present else "new")
@@ -181,6 +224,34 @@ class MqttClient:
             log.exception("handler failed for message on %s", message.topic, extra={"topic": message.topic})
         if acknowledge and message.qos > 0:
             client.ack(message.mid, message.qos)
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        with self._pending_lock:
+            topic = self._pending.pop(mid, None)
+            if topic is None and reason_code.is_failure and len(self._early) < MAX_PENDING:
+                self._early[mid] = reason_code
+        if topic is not None and reason_code.is_failure:
+            self._refused_by_broker("publish to", topic, reason_code)
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        with self._pending_lock:
+            topic_filter = self._subscriptions.pop(mid, f"(subscribe request {mid})")
+        for code in reason_codes:
+            if code.is_failure:
+                self._refused_by_broker("subscription to", topic_filter, code)
+
+    def _refused_by_broker(self, what: str, topic: str, reason_code) -> None:
+        self.counters.add("mqtt_refused")
+        if self._refusal_is_new(f"{what}:{topic}"):
+            hint = ": the broker's ACL does not allow it for this user" if reason_code.value == NOT_AUTHORIZED else ""
+            log.error("mqtt %s %s refused as user %r: %s (reason code %s)%s", what, topic, self.settings.username,
+                      reason_code, reason_code.value, hint, extra={"topic": topic})
+
+    def _refusal_is_new(self, key: str) -> bool:
+        if key in self._refused or len(self._refused) >= MAX_PENDING:
+            return False
+        self._refused.add(key)
+        return True
 
     def _handler_for(self, topic: str) -> Handler | None:
         for topic_filter, (handler, _) in self._handlers.items():

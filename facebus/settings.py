@@ -48,7 +48,24 @@ class MqttSettings(BaseSettings):
         "while it is away; 0: a clean session on every connect.",
     )
 
-    @field_validator("client_id", mode="before")
+    tls: bool = Field(
+        False, title="TLS", description="Connect over TLS (the broker's TLS listener, usually port 8883).",
+    )
+    ca_file: Path | None = Field(
+        None, title="CA certificate",
+        description="PEM file of the CA that signed the broker's certificate (facebus broker init writes ca.crt); "
+        "empty: the system's trusted CAs.",
+    )
+    cert_file: Path | None = Field(
+        None, title="Client certificate", description="PEM client certificate, for brokers that require one.",
+    )
+    key_file: Path | None = Field(None, title="Client key", description="PEM private key of the client certificate.")
+    tls_insecure: bool = Field(
+        False, title="Skip host name check",
+        description="Accept a broker certificate issued for another host name (the CA is still checked). Off by default.",
+    )
+
+    @field_validator("client_id", "ca_file", "cert_file", "key_file", "username", mode="before")
     @classmethod
     def _empty_is_default(cls, value: object) -> object:
         return None if value == "" else value

@@ -3,7 +3,10 @@
 Layout follows the zigbee2mqtt / Home Assistant convention ``<prefix>/<device_id>/<attribute>``::
 
     <prefix>/<device_id>/frame                  raw JPEG bytes, QoS 0, not retained
-    <prefix>/<device_id>/face                   one JSON FaceEvent per face track decision, QoS 1, not retained
+    <prefix>/<device_id>/face                   one JSON FaceEvent per face track decision, QoS 1, not retained,
+                                                without the crop (crop_jpeg_b64 null): for automations and viewers
+    <prefix>/<device_id>/face_with_crop         the same event with its crop, QoS 1: for the archiver only (the ACL)
+    <prefix>/<device_id>/access                 access decisions meant for the camera (reserved: the live issue)
     <prefix>/<device_id>/tracks                 live track boxes per processed frame, JSON, QoS 0, not retained
     <prefix>/<device_id>/availability           "online" (retained) / "offline" (last will, retained)
     <prefix>/services/<service>/availability    same, for recognizer, archiver, ...
@@ -62,6 +65,10 @@ class Topics:
         """Topic the recognizer publishes one FaceEvent per face to, for frames of ``device_id``."""
         return f"{self.prefix}/{validate_device_id(device_id)}/face"
 
+    def face_with_crop(self, device_id: str) -> str:
+        """Topic of the same FaceEvent with its crop (``crop_jpeg_b64``), read by the archiver only."""
+        return f"{self.prefix}/{validate_device_id(device_id)}/face_with_crop"
+
     def tracks(self, device_id: str) -> str:
         """Topic the recognizer publishes each processed frame's live track boxes to (TracksMessage)."""
         return f"{self.prefix}/{validate_device_id(device_id)}/tracks"
@@ -101,8 +108,13 @@ class Topics:
 
     @property
     def all_faces(self) -> str:
-        """Subscription filter for every device's face events."""
+        """Subscription filter for every device's face events (without crops)."""
         return f"{self.prefix}/+/face"
+
+    @property
+    def all_faces_with_crop(self) -> str:
+        """Subscription filter for every device's face events with their crops."""
+        return f"{self.prefix}/+/face_with_crop"
 
     def service_of(self, topic: str) -> str:
         """Service name of a ``<prefix>/services/<service>/<attribute>`` topic; ValueError for other topics."""

@@ -150,9 +150,11 @@ class Recognizer:
         self.publish_events(result.events)
 
     def publish_events(self, events: list[FaceEvent]) -> None:
-        """Publish face events (QoS 1) on their devices' face topics, counting and logging each."""
+        """Publish face events (QoS 1) on their devices' face topics, without the crop for every reader and with it
+        for the archiver (the broker's ACL lets only the archiver read the crops), counting and logging each."""
         for event in events:
-            self.mqtt.publish(self.mqtt.topics.face(event.device_id), event.to_json(), qos=1)
+            self.mqtt.publish(self.mqtt.topics.face(event.device_id), event.without_crop().to_json(), qos=1)
+            self.mqtt.publish(self.mqtt.topics.face_with_crop(event.device_id), event.to_json(), qos=1)
             self.counters.add(f"events_{event.event_type.value}")
             if event.event_type.value != "ended":
                 self.counters.add(f"faces/{event.device_id}")

@@ -86,7 +86,7 @@ def test_events_become_throttled_entries_with_crops(archiver):
         event(None, "garage", t0 + timedelta(seconds=5)),  # unknown, other device: its own window
     ]
     for e in sent:
-        sender.publish(TOPICS.face(e.device_id), e.to_json(), qos=1)
+        sender.publish(TOPICS.face_with_crop(e.device_id), e.to_json(), qos=1)
     assert wait_for(lambda: len(rows(writer)) == 4, timeout_s=10)
     got = sorted((r["person"], r["device"]) for r in rows(writer))
     assert got == [("Alice", "door"), ("Alice", "door"), ("unknown", "door"), ("unknown", "garage")]
@@ -101,9 +101,9 @@ def test_events_become_throttled_entries_with_crops(archiver):
 def test_bad_events_are_counted_and_do_not_stop_the_archiver(archiver):
     service, sender, writer = archiver
     for payload in (b"{not json", b'{"schema_version": 1}', event("Bob", crop_jpeg_b64="@@@").to_json(), b"\xff" * 10):
-        sender.publish(TOPICS.face("door"), payload, qos=1)
+        sender.publish(TOPICS.face_with_crop("door"), payload, qos=1)
     assert wait_for(lambda: service.counters.get("events_bad") == 4, timeout_s=10)
-    sender.publish(TOPICS.face("door"), event("Carol").to_json(), qos=1)
+    sender.publish(TOPICS.face_with_crop("door"), event("Carol").to_json(), qos=1)
     assert wait_for(lambda: [r["person"] for r in rows(writer)] == ["Carol"], timeout_s=10)
     assert service.counters.get("callback_errors") == 0
 

@@ -80,7 +80,7 @@ def publish_events(sender: MqttClient, count: int, start: int = 0) -> list[str]:
         event_id = uuid.uuid4().hex
         event = face_event(PEOPLE[n % len(PEOPLE)], f"door{n % 3}", base + timedelta(milliseconds=10 * n), event_id=event_id,
                            track_id=f"track{n}")
-        info = sender.publish(TOPICS.face(event.device_id), event.to_json(), qos=1)
+        info = sender.publish(TOPICS.face_with_crop(event.device_id), event.to_json(), qos=1)
         info.wait_for_publish(10)  # the broker has it (PUBACK): it is "on the bus"
         ids.append(event_id)
     return ids

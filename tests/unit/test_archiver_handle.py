@@ -18,7 +18,7 @@ from tests.factories import face_event
 
 T0 = datetime(2026, 11, 22, 8, 1, 2, 345000, tzinfo=timezone.utc)
 JPEG = encode_jpeg(np.full((16, 12, 3), 200, np.uint8))
-TOPIC = "facebus/cam1/face"
+TOPIC = "facebus/cam1/face_with_crop"
 
 
 def make_archiver(crops_dir, spool_path, **settings) -> Archiver:
@@ -103,11 +103,12 @@ def _with(payload: bytes, **changes) -> bytes:
         _with(event_json(), crop_jpeg_b64=base64.b64encode(b"\xff\xd8" + bytes(300_000)).decode()),
         _with(event_json(), crop_jpeg_b64=base64.b64encode(JPEG[: len(JPEG) // 2]).decode()),
         _with(event_json(), schema_version=3),
+        _with(event_json(), crop_jpeg_b64=None),
     ],
     ids=["json", "empty", "binary", "array", "missing", "v1", "device", "naive-time", "b64", "not-jpeg", "no-crop",
          "person-empty", "person-reserved", "person-huge", "person-traversal", "device-traversal",
          "named-but-unknown", "unknown-but-authorised", "event-id-long", "year-2200", "year-1", "year-9999",
-         "crop-huge", "crop-truncated", "future-version"],
+         "crop-huge", "crop-truncated", "future-version", "crop-null"],
 )
 def test_bad_events_counted_not_raised(archiver, payload):
     assert handle(archiver, payload) is True  # acknowledged: a bad event is never delivered again

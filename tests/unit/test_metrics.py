@@ -69,6 +69,13 @@ def test_malformed_stats_messages_are_refused(message):
         stats_points(message, T)
 
 
+def test_a_stats_message_naming_another_service_than_its_topic_is_refused():
+    message = {"schema_version": 1, "service": "recognizer", "interval_s": 1}
+    assert stats_points(message, T, topic_service="recognizer")
+    with pytest.raises(ValueError, match="'recognizer' on the stats topic of 'evil'"):
+        stats_points(message, T, topic_service="evil")
+
+
 def test_availability_points():
     assert availability_point("door", b"online", T).to_line_protocol() == f"device_availability,device=door online=1i {MS}"
     assert availability_point("door", b"offline", T).to_line_protocol().endswith(f"online=0i {MS}")
