@@ -131,7 +131,8 @@ acl_file {s}/acl
 
 {run_as}persistence_location {data_dir.rstrip('/')}/
 {SESSION_CONF}
-log_dest stdout
+# stderr: unbuffered (stdout to a file or pipe is block-buffered); Docker keeps both.
+log_dest stderr
 log_type error
 log_type warning
 log_type notice

@@ -74,3 +74,18 @@ def test_events_follow_the_schema_with_boxes_inside_the_frame(run):
         assert 0 <= top < bottom <= event.frame_height_px and 0 <= left < right <= event.frame_width_px
         assert (event.frame_width_px, event.frame_height_px) == (640, 360)
         assert event.recognized_at >= event.captured_at
+
+
+def test_every_service_ran_over_tls_with_its_own_account_and_nothing_was_refused(run):
+    """The demo's broker is a `facebus broker init` folder (TLS only, no anonymous access, the ACL): each process
+    logged in as its own account, the viewer saw face events without crops, and the broker refused nothing."""
+    pipeline, rows = run
+    log = pipeline.mosquitto.log_path.read_text()
+    users = {line.rsplit("u'", 1)[1].split("'")[0] for line in log.splitlines() if "New client connected" in line}
+    assert users == {"viewer", "recognizer", "archiver", DEVICE_ID}
+    conf = (pipeline.broker_dir / "mosquitto.conf").read_text()
+    assert "allow_anonymous false" in conf and "certfile" in conf and "acl_file" in conf
+    assert pipeline.faces_seen and all(json.loads(p)["crop_jpeg_b64"] is None for p in pipeline.faces_seen)
+    assert rows and all(row.crop_path for row in rows)
+    for service in ("recognizer", "archiver"):
+        assert "refused" not in (pipeline.state_dir / f"{service}.log").read_text()
