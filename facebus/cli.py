@@ -7,7 +7,7 @@
     facebus faces add|remove|move|list|import|identify|forget …   the face gallery (folder or S3) from the CLI
     facebus grafana push --url URL --token TOKEN     datasource + dashboards to a running Grafana
     facebus broker init|add-camera|remove-camera|list DIR …   a Mosquitto config with TLS, accounts and an ACL
-    facebus schema      print the face-event JSON Schema (docs/schemas/face-event.v2.json)
+    facebus schema      print the face-event JSON Schema (docs/schemas/face-event.v3.json)
 
 Every flag also reads from its environment variable (shown in --help), from the files given with ``--env-file``
 (e.g. a service's MQTT credentials written by ``facebus broker``) and from ``.env``; flags win, then the

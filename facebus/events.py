@@ -1,11 +1,11 @@
 """The face event: one JSON object per face track and decision, published by the recognizer (docs/mqtt.md).
 
-The JSON Schema in ``docs/schemas/face-event.v2.json`` is generated from :class:`FaceEvent`
+The JSON Schema in ``docs/schemas/face-event.v3.json`` is generated from :class:`FaceEvent`
 (``facebus schema``) and a test fails when the two drift apart.
 
-Versioning: ``schema_version`` is 2. Version 1 (one event per face per frame) ended when face tracks came: an event
-now describes a track (``decided``, ``changed``, ``ended``). Optional fields may be added within a version (consumers
-ignore unknown keys); a rename or a change of meaning makes the next version.
+Versioning: ``schema_version`` is 3. Version 2 carried the crop on the public topic; version 1 (one event per face
+per frame) ended when face tracks came: an event now describes a track. Optional fields may be added within a
+version (consumers ignore unknown keys); a rename or a change of meaning makes the next version.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from facebus.topics import DEVICE_ID_PATTERN, ID_PATTERN, UNKNOWN_PERSON
 
-SCHEMA_VERSION = 2
-SCHEMA_PATH = "docs/schemas/face-event.v2.json"
+SCHEMA_VERSION = 3
+SCHEMA_PATH = "docs/schemas/face-event.v3.json"
 
 
 class Category(str, Enum):
@@ -72,7 +72,7 @@ class FaceEvent(BaseModel):
 
     model_config = ConfigDict(extra="ignore", title="facebus face event")
 
-    schema_version: Literal[2] = Field(SCHEMA_VERSION, description="Version of this payload's schema.")
+    schema_version: Literal[3] = Field(SCHEMA_VERSION, description="Version of this payload's schema.")
     event_id: str = Field(
         default_factory=lambda: uuid.uuid4().hex,
         pattern=ID_PATTERN,

@@ -102,13 +102,14 @@ def _with(payload: bytes, **changes) -> bytes:
         _with(event_json(), captured_at="9999-12-31T23:59:59Z"),
         _with(event_json(), crop_jpeg_b64=base64.b64encode(b"\xff\xd8" + bytes(300_000)).decode()),
         _with(event_json(), crop_jpeg_b64=base64.b64encode(JPEG[: len(JPEG) // 2]).decode()),
-        _with(event_json(), schema_version=3),
+        _with(event_json(), schema_version=2),
+        _with(event_json(), schema_version=4),
         _with(event_json(), crop_jpeg_b64=None),
     ],
     ids=["json", "empty", "binary", "array", "missing", "v1", "device", "naive-time", "b64", "not-jpeg", "no-crop",
          "person-empty", "person-reserved", "person-huge", "person-traversal", "device-traversal",
          "named-but-unknown", "unknown-but-authorised", "event-id-long", "year-2200", "year-1", "year-9999",
-         "crop-huge", "crop-truncated", "future-version", "crop-null"],
+         "crop-huge", "crop-truncated", "v2", "future-version", "crop-null"],
 )
 def test_bad_events_counted_not_raised(archiver, payload):
     assert handle(archiver, payload) is True  # acknowledged: a bad event is never delivered again

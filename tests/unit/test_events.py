@@ -79,10 +79,10 @@ def test_naive_datetime_rejected():
         make(recognized_at="2026-06-01T10:00:00")
 
 
-@pytest.mark.parametrize("version", [1, 3])
+@pytest.mark.parametrize("version", [1, 2, 4])
 def test_other_schema_versions_rejected(version):
     data = json.loads(make().to_json())
-    assert data["schema_version"] == 2
+    assert data["schema_version"] == 3
     data["schema_version"] = version
     with pytest.raises(ValidationError):
         FaceEvent.model_validate(data)
