@@ -3,6 +3,7 @@
     facebus broker init DIR [--host NAME]... [--port 8883]    write or update DIR (rerunning keeps accounts and keys)
     facebus broker add-camera DIR DEVICE_ID                    a camera account; its password on stdout's last line
     facebus broker remove-camera DIR DEVICE_ID
+    facebus broker add-recognizer DIR recognizer-NAME          one more recognizer sharing the cameras
     facebus broker list DIR
 
 What ``init`` writes into DIR (docs/security.md)::
@@ -40,6 +41,7 @@ import getpass
 import ipaddress
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -47,7 +49,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from facebus.topics import DEFAULT_PREFIX, SERVICES, Topics, validate_device_id
+from facebus.topics import DEFAULT_PREFIX, RECOGNIZER_INSTANCE_PATTERN, SERVICES, Topics, validate_device_id
 
 DEFAULT_PORT = 8883
 DEFAULT_HOSTS = ("localhost", "127.0.0.1", "mosquitto")  # mosquitto: the broker's name inside docker-compose.yml
@@ -85,7 +87,8 @@ def acl_lines(name: str, role: str, topics: Topics) -> list[str]:
     if role == "recognizer":
         return [f"topic read {topics.all_frames}", f"topic read {topics.all_device_availability}",
                 f"topic read {topics.service_availability('+')}", f"topic write {topics.all_faces}",
-                f"topic write {topics.all_faces_with_crop}", f"topic write {topics.all_tracks}", f"topic readwrite {own}"]
+                f"topic write {topics.all_faces_with_crop}", f"topic write {topics.all_tracks}",
+                f"topic write {topics.gallery_state()}", f"topic readwrite {own}"]
     if role == "archiver":
         return [f"topic read {topics.all_faces_with_crop}", f"topic read {topics.all_device_availability}",
                 f"topic read {topics.all_service_stats}", f"topic readwrite {own}"]
@@ -149,6 +152,8 @@ def credentials_text(name: str, role: str, password: str, ca_file: Path, host: s
              f"FACEBUS_MQTT_CA_FILE={ca_file}", f"FACEBUS_MQTT_HOST={host}", f"FACEBUS_MQTT_PORT={port}"]
     if role == CAMERA:
         lines.append(f"FACEBUS_PUBLISHER_DEVICE_ID={name}")
+    if role == "recognizer":
+        lines.append(f"FACEBUS_RECOGNIZER_INSTANCE={name}")
     return "\n".join(lines) + "\n"
 
 
@@ -236,8 +241,8 @@ def init(path: Path, hosts: list[str], port: int | None = None, prefix: str | No
     (path / "passwd").touch(mode=0o600, exist_ok=True)
     for role in SERVICE_ROLES:
         state.set_account(role, role, broker_uid)
-    for name, role in list(state.accounts.items()):  # cameras: rewrite their files for a new host or port
-        if role == CAMERA:
+    for name, role in list(state.accounts.items()):  # cameras, recognizers: rewrite their files for a new host or port
+        if name not in SERVICE_ROLES:
             state.set_account(name, role, broker_uid)
     state.save(broker_uid)
     where = str(path.resolve())
@@ -254,6 +259,19 @@ def add_camera(path: Path, device_id: str, broker_uid: int | None = None) -> str
     if state.accounts.get(device_id, CAMERA) != CAMERA:
         raise BrokerError(f"{device_id!r} is the {state.accounts[device_id]} service's account, not a camera")
     password = state.set_account(device_id, CAMERA, broker_uid)
+    state.save(broker_uid)
+    return password
+
+
+def add_recognizer(path: Path, instance: str, broker_uid: int | None = None) -> str:
+    """Add (or keep) the account of one more recognizer instance (``recognizer-<suffix>``, its
+    FACEBUS_RECOGNIZER_INSTANCE); returns its password. Raises BrokerError for another name."""
+    if not re.fullmatch(RECOGNIZER_INSTANCE_PATTERN, instance) or instance == "recognizer":
+        raise BrokerError(f"{instance!r} is not recognizer-<suffix> (1-53 of A-Z a-z 0-9 _ -)")
+    state = BrokerDir.load(path)
+    if state.accounts.get(instance, "recognizer") != "recognizer":
+        raise BrokerError(f"{instance!r} is already a {state.accounts[instance]} account")
+    password = state.set_account(instance, "recognizer", broker_uid)
     state.save(broker_uid)
     return password
 
@@ -380,6 +398,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("dir", type=Path)
     p.add_argument("device_id")
     p.add_argument("--broker-uid", type=int)
+    p = sub.add_parser("add-recognizer", help="add the account of one more recognizer instance (recognizer-NAME)")
+    p.add_argument("dir", type=Path)
+    p.add_argument("instance")
+    p.add_argument("--broker-uid", type=int)
     p = sub.add_parser("remove-camera", help="remove a camera account")
     p.add_argument("dir", type=Path)
     p.add_argument("device_id")
@@ -405,6 +427,10 @@ def main(args: argparse.Namespace) -> int:
                   "CA certificate " + str(args.dir / "ca.crt"))
             print(RELOAD_HINT, file=sys.stderr)
             print(password)
+        elif args.broker_command == "add-recognizer":
+            add_recognizer(args.dir, args.instance, args.broker_uid)
+            print(f"recognizer {args.instance}: credentials in {BrokerDir.load(args.dir).credentials(args.instance)}")
+            print(RELOAD_HINT, file=sys.stderr)
         elif args.broker_command == "remove-camera":
             remove_camera(args.dir, args.device_id, args.broker_uid)
             print(f"camera {args.device_id} removed; {RELOAD_HINT}")

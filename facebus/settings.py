@@ -19,7 +19,7 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from facebus.topics import DEFAULT_PREFIX, validate_device_id, validate_prefix
+from facebus.topics import DEFAULT_PREFIX, RECOGNIZER_INSTANCE_PATTERN, validate_device_id, validate_prefix
 
 
 def _config(env_prefix: str) -> SettingsConfigDict:
@@ -207,7 +207,7 @@ class RecognizerSettings(BaseSettings):
         description="Most bytes of frames waiting for the workers, all devices together; a frame past it is dropped.",
     )
     instance: str = Field(
-        "recognizer", pattern=r"^recognizer(-[A-Za-z0-9_-]{1,53})?$", title="Instance name",
+        "recognizer", pattern=RECOGNIZER_INSTANCE_PATTERN, title="Instance name",
         description="This recognizer's name: recognizer, or recognizer-<suffix> for each of several recognizers "
         "that share the cameras (docs/reliability.md).",
     )

@@ -26,6 +26,7 @@ SERVICES = "services"
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"  # device, person, track and event ids: file-name and topic-level safe as is
 DEVICE_ID_PATTERN = ID_PATTERN
 ID_RE = re.compile(ID_PATTERN)
+RECOGNIZER_INSTANCE_PATTERN = r"^recognizer(-[A-Za-z0-9_-]{1,53})?$"  # recognizer, or recognizer-<suffix> for more
 UNKNOWN_PERSON = "unknown"  # reserved: the person tag of faces nobody matched, never a gallery person id
 
 ONLINE = "online"

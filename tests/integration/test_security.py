@@ -226,3 +226,20 @@ def test_add_camera_prints_the_password_last_and_refuses_service_names(tmp_path)
     listed = subprocess.run([sys.executable, "-m", "facebus", "broker", "list", str(folder)],
                             capture_output=True, text=True, check=True).stdout
     assert "porch\tcamera" in listed and "viewer\tviewer" in listed
+
+
+def test_a_second_recognizer_has_an_account_of_its_own_that_cannot_speak_for_the_first(secure, clients):
+    state, server = secure
+    password = broker.add_recognizer(state.path, "recognizer-b")
+    assert "FACEBUS_RECOGNIZER_INSTANCE=recognizer-b" in state.credentials("recognizer-b").read_text()
+    server.process.send_signal(signal.SIGHUP)
+    second = clients(secure, "recognizer-b", TOPICS.service_availability("recognizer-b"), password=password)
+    viewer = clients(secure, "viewer", subscriptions=((TOPICS.service_stats("+"), 0), (TOPICS.gallery_state(), 1)))
+    assert wait_for(lambda: second.mqtt.connected and viewer.mqtt.connected, 15)
+    before = second.refused()  # a connection tried before the broker's reload was refused
+    second.mqtt.publish(TOPICS.service_stats("recognizer"), b"{}", qos=1)  # the first one's stats: refused
+    assert wait_for(lambda: second.refused() == before + 1, 10)
+    second.mqtt.publish(TOPICS.gallery_state(), b'{"people": 22}', qos=1)  # the shared gallery state: allowed
+    second.mqtt.publish(TOPICS.service_stats("recognizer-b"), b"{}", qos=1)
+    assert wait_for(lambda: viewer.topics() == [TOPICS.gallery_state(), TOPICS.service_stats("recognizer-b")], 10)
+    assert second.refused() == before + 1

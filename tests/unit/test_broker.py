@@ -46,10 +46,11 @@ def test_the_viewer_reads_no_frame_and_no_crop_and_writes_nothing():
 
 
 def test_each_service_writes_only_below_its_own_services_topic():
-    text = acl_text(ACCOUNTS, prefix="site/a")
-    for service in ("recognizer", "archiver"):
+    text = acl_text(ACCOUNTS | {"recognizer-b": "recognizer"}, prefix="site/a")
+    for service in ("recognizer", "recognizer-b", "archiver"):
         own = [line for line in block(text, service) if "/services/" in line and "write" in line.split()[1]]
-        assert own == [f"topic readwrite site/a/services/{service}/#"]
+        gallery = ["topic write site/a/services/recognizer/gallery"] if service.startswith("recognizer") else []
+        assert own == [*gallery, f"topic readwrite site/a/services/{service}/#"]
 
 
 def test_the_compose_mosquitto_conf_is_the_generated_one_for_the_mounted_folder():
