@@ -1,7 +1,8 @@
 """Writing line protocol to InfluxDB through the v1 ``/write`` API or the v2 API, one interface for both.
 
 - v1 (``requests``): InfluxDB 1.x, as Debian and Raspberry Pi OS ship it (1.6.7 here); the database is created
-  when missing. Works against 1.8+ and 3.x too.
+  when missing and the account may (else it is taken as managed elsewhere). Works against 1.8+, and 2.x/3.x through
+  their v1-compatible API (e.g. docker-compose.yml's write-only ``archiver`` account on InfluxDB 2).
 - v2 (``influxdb-client``): InfluxDB 2.x, 3.x, and 1.8+ through its compatibility endpoint.
 - ``auto`` asks ``/ping`` for ``X-Influxdb-Version``: 1.x gets v1, anything later v2.
 """
@@ -77,7 +78,8 @@ def choose_api(version: str) -> str:
 
 
 class V1Writer:
-    """POST /write?db=...&precision=ms with optional user/password; creates the database on start."""
+    """POST /write?db=...&precision=ms with optional user/password; creates the database on start when the account
+    may (:meth:`create_database`)."""
 
     def __init__(self, settings: InfluxSettings) -> None:
         self.settings = settings
@@ -86,7 +88,25 @@ class V1Writer:
         if settings.username:
             password = settings.password.get_secret_value() if settings.password else ""
             self.session.auth = (settings.username, password)
-        self.query(f'CREATE DATABASE "{settings.database}"', method="POST")
+        self.create_database()
+
+    def create_database(self) -> None:
+        """``CREATE DATABASE``, which InfluxDB 1.x needs before the first write. A server that answers and refuses it
+        for this account manages the database elsewhere: a 1.x user without admin rights (403, e.g. one granted only
+        WRITE on the database), InfluxDB 2.x/3.x whose v1 API maps databases to buckets made by their own tools (a
+        statement error such as "not implemented: CREATE DATABASE", or another 4xx). That is logged once and the
+        writer carries on: the writes tell whether the database exists and the account may write there.
+
+        Raises InfluxError when the server is unreachable, rejects the credentials (401) or fails (5xx), so that
+        :class:`DeferredWriter` tries again."""
+        database = self.settings.database
+        try:
+            self.query(f"CREATE DATABASE {influxql_ident(database)}", method="POST")
+        except InfluxError as exc:
+            if exc.status is None or exc.status == 401 or exc.status >= 500:
+                raise
+            log.info("InfluxDB refused CREATE DATABASE for %s (%s): writing to the database %s as it is, managed "
+                     "elsewhere", self.settings.username or "anonymous", exc, database)
 
     def query(self, influxql: str, method: str = "GET", epoch: str | None = None) -> dict:
         """Run InfluxQL through ``/query``; returns the decoded JSON. Raises InfluxError."""
@@ -98,11 +118,11 @@ class V1Writer:
         except requests.RequestException as exc:
             raise InfluxError(f"query failed: {exc}") from exc
         if response.status_code >= 300:
-            raise InfluxError(f"query refused ({response.status_code}): {response.text[:200]}")
+            raise InfluxError(f"query refused ({response.status_code}): {response.text[:200]}", response.status_code)
         body = response.json()
         errors = [r["error"] for r in body.get("results", []) if "error" in r]
-        if errors:
-            raise InfluxError(f"query error: {errors[0]}")
+        if errors:  # a statement error: the server answered (200) and refused the statement
+            raise InfluxError(f"query error: {errors[0]}", response.status_code)
         return body
 
     def write(self, lines: list[str]) -> None:

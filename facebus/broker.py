@@ -168,6 +168,7 @@ class BrokerDir:
     prefix: str = DEFAULT_PREFIX
     port: int = DEFAULT_PORT
     bind: str | None = None  # listen address; None: every interface
+    broker_uid: int | None = None  # owner of the files the broker reads; None: whoever runs facebus broker
     hosts: list[str] = field(default_factory=lambda: list(DEFAULT_HOSTS))
     accounts: dict[str, str] = field(default_factory=dict)  # name -> role
 
@@ -178,7 +179,8 @@ class BrokerDir:
         if not state.is_file():
             raise BrokerError(f"{path} is not a broker directory (no {STATE_FILE}): run `facebus broker init {path}`")
         data = json.loads(state.read_text())
-        return cls(path, data["prefix"], data["port"], data.get("bind"), data["hosts"], data["accounts"])
+        return cls(path, data["prefix"], data["port"], data.get("bind"), data.get("broker_uid"), data["hosts"],
+                   data["accounts"])
 
     def credentials(self, name: str) -> Path:
         return self.path / "credentials" / f"{name}.env"
@@ -193,27 +195,27 @@ class BrokerDir:
             pass
         return None
 
-    def save(self, broker_uid: int | None = None) -> None:
+    def save(self) -> None:
         """Write accounts.json and the ACL; the broker reads the ACL (and the password file) again on SIGHUP."""
-        state = {"prefix": self.prefix, "port": self.port, "bind": self.bind, "hosts": self.hosts,
-                 "accounts": self.accounts}
+        state = {"prefix": self.prefix, "port": self.port, "bind": self.bind, "broker_uid": self.broker_uid,
+                 "hosts": self.hosts, "accounts": self.accounts}
         _write(self.path / STATE_FILE, json.dumps(state, indent=2, sort_keys=True) + "\n", 0o644)
-        _write(self.path / "acl", acl_text(self.accounts, self.prefix), 0o644, broker_uid)
+        _write(self.path / "acl", acl_text(self.accounts, self.prefix), 0o644, self.broker_uid)
 
-    def set_account(self, name: str, role: str, broker_uid: int | None = None) -> str:
+    def set_account(self, name: str, role: str) -> str:
         """Create the account, or keep its password when it has one; returns the password."""
         password = self.password(name)
         if password is None:
             password = secrets.token_hex(16)  # 128 bits; hex: never read as an option by mosquitto_passwd
-            _passwd(self.path / "passwd", ["-b", str(self.path / "passwd"), name, password], broker_uid)
+            _passwd(self.path / "passwd", ["-b", str(self.path / "passwd"), name, password], self.broker_uid)
         self.accounts[name] = role
         host = next((h for h in self.hosts if h not in DEFAULT_HOSTS), "localhost")
         _write(self.credentials(name),
                credentials_text(name, role, password, (self.path / "ca.crt").resolve(), host, self.port), 0o600)
         return password
 
-    def remove_account(self, name: str, broker_uid: int | None = None) -> None:
-        _passwd(self.path / "passwd", ["-D", str(self.path / "passwd"), name], broker_uid)
+    def remove_account(self, name: str) -> None:
+        _passwd(self.path / "passwd", ["-D", str(self.path / "passwd"), name], self.broker_uid)
         del self.accounts[name]
         self.credentials(name).unlink(missing_ok=True)
 
@@ -225,10 +227,12 @@ def init(path: Path, hosts: list[str], port: int | None = None, prefix: str | No
 
     ``bind``: the one address to listen on (e.g. 127.0.0.1), kept for reruns; default every interface.
     ``broker_uid``: owner given to the files the broker reads (passwd, acl, server.key), e.g. 1883 in the
-    eclipse-mosquitto image. Raises BrokerError when mosquitto_passwd is missing.
+    eclipse-mosquitto image; kept for reruns and the other commands. Run with sudo, every other file is given to the
+    invoking user (SUDO_UID), so that `docker compose` run by that user reads the credentials. Raises BrokerError when mosquitto_passwd is missing.
     """
     path.mkdir(parents=True, exist_ok=True)
-    os.chmod(path, 0o700)
+    os.chmod(path, 0o711)  # the broker, once it runs as its own user, must enter it; nobody else may list it
+    _chown_to_invoker(path)
     try:
         state = BrokerDir.load(path)
     except BrokerError:
@@ -237,33 +241,34 @@ def init(path: Path, hosts: list[str], port: int | None = None, prefix: str | No
     state.port = port or state.port
     state.prefix = prefix or state.prefix
     state.bind = bind or state.bind
-    ensure_certificates(path, state.hosts, broker_uid)
+    state.broker_uid = broker_uid if broker_uid is not None else state.broker_uid
+    ensure_certificates(path, state.hosts, state.broker_uid)
     (path / "passwd").touch(mode=0o600, exist_ok=True)
     for role in SERVICE_ROLES:
-        state.set_account(role, role, broker_uid)
+        state.set_account(role, role)
     for name, role in list(state.accounts.items()):  # cameras, recognizers: rewrite their files for a new host or port
         if name not in SERVICE_ROLES:
-            state.set_account(name, role, broker_uid)
-    state.save(broker_uid)
+            state.set_account(name, role)
+    state.save()
     where = str(path.resolve())
     _write(path / "mosquitto.conf", conf_text(where, f"{where}/data", state.port, getpass.getuser(), state.bind), 0o644)
     (path / "data").mkdir(exist_ok=True)
     return state
 
 
-def add_camera(path: Path, device_id: str, broker_uid: int | None = None) -> str:
+def add_camera(path: Path, device_id: str) -> str:
     """Add (or keep) the camera account ``device_id``; returns its password. Raises BrokerError for a name a
     service has, ValueError for an id outside ``[A-Za-z0-9_-]{1,64}``."""
     validate_device_id(device_id)
     state = BrokerDir.load(path)
     if state.accounts.get(device_id, CAMERA) != CAMERA:
         raise BrokerError(f"{device_id!r} is the {state.accounts[device_id]} service's account, not a camera")
-    password = state.set_account(device_id, CAMERA, broker_uid)
-    state.save(broker_uid)
+    password = state.set_account(device_id, CAMERA)
+    state.save()
     return password
 
 
-def add_recognizer(path: Path, instance: str, broker_uid: int | None = None) -> str:
+def add_recognizer(path: Path, instance: str) -> str:
     """Add (or keep) the account of one more recognizer instance (``recognizer-<suffix>``, its
     FACEBUS_RECOGNIZER_INSTANCE); returns its password. Raises BrokerError for another name."""
     if not re.fullmatch(RECOGNIZER_INSTANCE_PATTERN, instance) or instance == "recognizer":
@@ -271,17 +276,17 @@ def add_recognizer(path: Path, instance: str, broker_uid: int | None = None) -> 
     state = BrokerDir.load(path)
     if state.accounts.get(instance, "recognizer") != "recognizer":
         raise BrokerError(f"{instance!r} is already a {state.accounts[instance]} account")
-    password = state.set_account(instance, "recognizer", broker_uid)
-    state.save(broker_uid)
+    password = state.set_account(instance, "recognizer")
+    state.save()
     return password
 
 
-def remove_camera(path: Path, device_id: str, broker_uid: int | None = None) -> None:
+def remove_camera(path: Path, device_id: str) -> None:
     state = BrokerDir.load(path)
     if state.accounts.get(device_id) != CAMERA:
         raise BrokerError(f"no camera account {device_id!r} in {path}")
-    state.remove_account(device_id, broker_uid)
-    state.save(broker_uid)
+    state.remove_account(device_id)
+    state.save()
 
 
 # -- certificates (Python's cryptography) --------------------------------------------------------------------------
@@ -351,8 +356,11 @@ def ensure_certificates(path: Path, hosts: list[str], broker_uid: int | None = N
 
 
 def _write(target: Path, content: str | bytes, mode: int, owner_uid: int | None = None) -> None:
-    """Write ``target`` atomically with ``mode`` (set before any byte is written), owned by ``owner_uid`` if given."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``target`` atomically with ``mode`` (set before any byte is written), owned by ``owner_uid`` if given,
+    else by the user who ran sudo (if any)."""
+    if not target.parent.is_dir():
+        target.parent.mkdir(parents=True, mode=0o700)
+        _chown_to_invoker(target.parent)
     tmp = target.with_name(f".{target.name}.tmp")
     data = content.encode() if isinstance(content, str) else content
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
@@ -361,10 +369,23 @@ def _write(target: Path, content: str | bytes, mode: int, owner_uid: int | None 
         os.fchmod(fd, mode)
         if owner_uid is not None:
             os.fchown(fd, owner_uid, -1)
+        elif (invoker := _invoker_uid()) is not None:
+            os.fchown(fd, invoker, -1)
         os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, target)
+
+
+def _invoker_uid() -> int | None:
+    """The uid of the user who ran ``sudo facebus broker ...``; None when not under sudo."""
+    uid = os.environ.get("SUDO_UID")
+    return int(uid) if uid and uid.isdigit() and os.geteuid() == 0 else None
+
+
+def _chown_to_invoker(path: Path) -> None:
+    if (uid := _invoker_uid()) is not None:
+        os.chown(path, uid, -1)
 
 
 def _passwd(passwd_file: Path, args: list[str], broker_uid: int | None) -> None:
@@ -397,15 +418,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("add-camera", help="add a camera account; prints its password on the last line")
     p.add_argument("dir", type=Path)
     p.add_argument("device_id")
-    p.add_argument("--broker-uid", type=int)
     p = sub.add_parser("add-recognizer", help="add the account of one more recognizer instance (recognizer-NAME)")
     p.add_argument("dir", type=Path)
     p.add_argument("instance")
-    p.add_argument("--broker-uid", type=int)
     p = sub.add_parser("remove-camera", help="remove a camera account")
     p.add_argument("dir", type=Path)
     p.add_argument("device_id")
-    p.add_argument("--broker-uid", type=int)
     p = sub.add_parser("list", help="list the accounts and their roles")
     p.add_argument("dir", type=Path)
 
@@ -422,17 +440,17 @@ def main(args: argparse.Namespace) -> int:
                 print(f"  {name}: {state.credentials(name)}")
             print(f"start it with: mosquitto -c {args.dir / 'mosquitto.conf'}")
         elif args.broker_command == "add-camera":
-            password = add_camera(args.dir, args.device_id, args.broker_uid)
+            password = add_camera(args.dir, args.device_id)
             print(f"camera {args.device_id}: credentials in {BrokerDir.load(args.dir).credentials(args.device_id)}; "
                   "CA certificate " + str(args.dir / "ca.crt"))
             print(RELOAD_HINT, file=sys.stderr)
             print(password)
         elif args.broker_command == "add-recognizer":
-            add_recognizer(args.dir, args.instance, args.broker_uid)
+            add_recognizer(args.dir, args.instance)
             print(f"recognizer {args.instance}: credentials in {BrokerDir.load(args.dir).credentials(args.instance)}")
             print(RELOAD_HINT, file=sys.stderr)
         elif args.broker_command == "remove-camera":
-            remove_camera(args.dir, args.device_id, args.broker_uid)
+            remove_camera(args.dir, args.device_id)
             print(f"camera {args.device_id} removed; {RELOAD_HINT}")
         else:
             for name, role in sorted(BrokerDir.load(args.dir).accounts.items()):

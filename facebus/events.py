@@ -153,6 +153,7 @@ class TrackBox(BaseModel):
     box: Box
     person: str | None = Field(..., description="The track's announced person; null while unknown or undecided.")
     category: Category | None = Field(..., description="authorised, restricted, unknown; null while undecided.")
+    samples: int = Field(0, ge=0, description="Views of the track encoded and matched so far.")
 
 
 class TracksMessage(BaseModel):
@@ -167,6 +168,42 @@ class TracksMessage(BaseModel):
     frame_width_px: int = Field(..., gt=0, description="Width of the frame in pixels.")
     frame_height_px: int = Field(..., gt=0, description="Height of the frame in pixels.")
     tracks: list[TrackBox] = Field(default_factory=list, description="Tracks seen in this frame, largest box first.")
+
+
+class Decision(str, Enum):
+    granted = "granted"
+    denied = "denied"
+
+
+class AccessReason(str, Enum):
+    """Why access was granted or denied."""
+
+    authorised = "authorised"
+    restricted = "restricted"
+    unknown = "unknown"
+    no_face = "no_face"
+
+
+class AccessDecision(BaseModel):
+    """The access decision for one camera, on ``<prefix>/<device_id>/access`` (QoS 1, not retained, MQTT message
+    expiry ``FACEBUS_ACCESS_EXPIRY_S``): published when the decision, its person or its reason changes."""
+
+    model_config = ConfigDict(extra="ignore", title="facebus access decision")
+
+    schema_version: Literal[1] = Field(1, description="Version of this payload's schema.")
+    device_id: str = Field(..., pattern=DEVICE_ID_PATTERN, description="Camera the decision is for.")
+    decision: Decision = Field(..., description="granted or denied.")
+    reason: AccessReason = Field(
+        ..., description="authorised (granted), restricted, unknown or no_face (nobody in front of the camera)."
+    )
+    person: str | None = Field(..., pattern=ID_PATTERN, description="The person the decision is about; null for unknown and no_face.")
+    category: Category | None = Field(..., description="That person's category; null for no_face.")
+    track_id: str | None = Field(..., pattern=ID_PATTERN, description="Face track the decision comes from; null for no_face.")
+    captured_at: AwareDatetime = Field(..., description="Capture time of the frame that changed the decision, UTC RFC 3339.")
+    decided_at: AwareDatetime = Field(..., description="Time the recognizer published the decision, UTC RFC 3339.")
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode()
 
 
 def describe_error(exc: ValidationError) -> str:

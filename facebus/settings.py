@@ -252,6 +252,21 @@ class RecognizerSettings(BaseSettings):
     crop_max_px: int = Field(
         160, ge=32, le=1024, title="Crop size", description="Longest side of the face crop carried in each event (px)."
     )
+    annotated_fps_max: float = Field(
+        2.0, ge=0, le=30, title="Annotated view rate",
+        description="Most annotated frames (boxes, names, colours) per second and device on <prefix>/<device>/annotated; 0: off.",
+    )
+    annotated_max_width_px: int = Field(
+        640, ge=64, le=4096, title="Annotated view width", description="Annotated frames wider are downscaled (px).",
+    )
+    ha_discovery: bool = Field(
+        False, title="Home Assistant discovery",
+        description="Publish Home Assistant MQTT discovery configs (retained) for every camera seen: camera, sensor, "
+        "binary_sensor and event entities.",
+    )
+    ha_discovery_prefix: str = Field(
+        "homeassistant", min_length=1, title="Discovery prefix", description="Home Assistant's MQTT discovery prefix.",
+    )
 
 
     @field_validator("cache_dir", "tolerance", "margin", "min_face_px", "min_sharpness", mode="before")
@@ -286,6 +301,72 @@ MODEL_DEFAULTS = {
     "yunet-sface": Thresholds(tolerance=1.04, margin=0.10, min_face_px=24, min_sharpness=40.0),
     "dlib": Thresholds(tolerance=0.58, margin=0.05, min_face_px=32, min_sharpness=80.0),
 }
+
+class AccessSettings(BaseSettings):
+    """The access decision sent back to each camera on <prefix>/<device>/access (docs/mqtt.md)."""
+
+    model_config = _config("FACEBUS_ACCESS_")
+
+    enabled: bool = Field(True, title="Access decisions", description="Publish access decisions.")
+    min_samples: int = Field(
+        1, ge=1, le=100, title="Samples before granted",
+        description="An authorised person is granted only once their track has this many encoded views.",
+    )
+    restricted_denies_all: bool = Field(
+        True, title="Restricted denies all",
+        description="A restricted person anywhere in the frame denies access to everybody in it.",
+    )
+    unknown_denies_all: bool = Field(
+        False, title="Unknown denies all",
+        description="An unknown face beside an authorised person denies access (against tailgating).",
+    )
+    expiry_s: int = Field(
+        10, ge=1, le=86400, title="Decision expiry",
+        description="MQTT message expiry (s): a camera offline longer never receives the stale decision.",
+    )
+
+
+class WebhookSettings(BaseSettings):
+    """HTTP POSTs of face events and access decisions (docs/webhooks.md)."""
+
+    model_config = _config("FACEBUS_WEBHOOK_")
+
+    urls: list[str] = Field(
+        default_factory=list, title="URLs", description='JSON list of URLs to POST to, e.g. ["http://nodered:1880/face"]; empty: off.',
+    )
+    categories: list[Literal["authorised", "restricted", "unknown"]] = Field(
+        default_factory=lambda: ["authorised", "restricted", "unknown"], title="Categories",
+        description="Face events (decided, changed) of these categories are sent (JSON list).",
+    )
+    decisions: list[Literal["granted", "denied"]] = Field(
+        default_factory=lambda: ["granted", "denied"], title="Decisions",
+        description="Access decisions of these kinds are sent (JSON list).",
+    )
+    secret: SecretStr | None = Field(
+        None, title="Signing secret",
+        description="Shared secret: each body is signed with HMAC-SHA256 in the X-Facebus-Signature header (sha256=<hex>).",
+    )
+    timeout_s: float = Field(5.0, gt=0, le=120, title="Timeout", description="HTTP timeout per attempt (s).")
+    max_attempts: int = Field(5, ge=1, le=100, title="Attempts", description="Attempts per body before it is dropped (counted).")
+    max_backoff_s: float = Field(30.0, ge=0.1, title="Retry backoff", description="Longest wait between attempts (s).")
+    max_queued: int = Field(1000, ge=1, title="Queue size", description="Bodies waiting to be sent; past it the oldest is dropped (counted).")
+
+    @field_validator("secret", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+
+class LiveSettings(BaseSettings):
+    """The live page (facebus live): cameras' annotated views and the latest events and decisions."""
+
+    model_config = _config("FACEBUS_LIVE_")
+
+    host: str = Field("127.0.0.1", title="Listen address", description="Address the page listens on (0.0.0.0: every interface).")
+    port: int = Field(8090, ge=1, le=65535, title="Port", description="HTTP port of the page.")
+    max_log: int = Field(100, ge=1, le=10_000, title="Log length", description="Latest events and decisions kept for the page.")
+    max_devices: int = Field(64, ge=1, le=10_000, title="Cameras", description="Most cameras shown; further ones are ignored (counted).")
+
 
 class InfluxSettings(BaseSettings):
     """InfluxDB connection: v1 ``/write`` API (InfluxDB 1.x) or v2 API (1.8+, 2.x, 3.x)."""
@@ -391,8 +472,10 @@ class LogSettings(BaseSettings):
 S = TypeVar("S", bound=BaseSettings)
 
 # Flags of shared concerns carry a prefix (--mqtt-host, --influx-url); a service's own flags have none (--device-id).
-_FLAG_PREFIXES = {"MqttSettings": "mqtt_", "InfluxSettings": "influx_", "LogSettings": "log_", "StatsSettings": "stats_"}
-ALL_SETTINGS = (MqttSettings, PublisherSettings, RecognizerSettings, InfluxSettings, ArchiverSettings, LogSettings, StatsSettings)
+_FLAG_PREFIXES = {"MqttSettings": "mqtt_", "InfluxSettings": "influx_", "LogSettings": "log_", "StatsSettings": "stats_",
+                  "AccessSettings": "access_", "WebhookSettings": "webhook_"}
+ALL_SETTINGS = (MqttSettings, PublisherSettings, RecognizerSettings, AccessSettings, WebhookSettings, LiveSettings,
+                InfluxSettings, ArchiverSettings, LogSettings, StatsSettings)
 
 
 def _dest(cls: type[BaseSettings], field_name: str) -> str:

@@ -6,12 +6,14 @@ Layout follows the zigbee2mqtt / Home Assistant convention ``<prefix>/<device_id
     <prefix>/<device_id>/face                   one JSON FaceEvent per face track decision, QoS 1, not retained,
                                                 without the crop (crop_jpeg_b64 null): for automations and viewers
     <prefix>/<device_id>/face_with_crop         the same event with its crop, QoS 1: for the archiver only (the ACL)
-    <prefix>/<device_id>/access                 access decisions meant for the camera (reserved: the live issue)
+    <prefix>/<device_id>/access                 one JSON AccessDecision per change, QoS 1, message expiry, for the camera
+    <prefix>/<device_id>/annotated              JPEG frames with boxes and names, QoS 0, rate-limited
     <prefix>/<device_id>/tracks                 live track boxes per processed frame, JSON, QoS 0, not retained
     <prefix>/<device_id>/availability           "online" (retained) / "offline" (last will, retained)
     <prefix>/services/<service>/availability    same, for recognizer, archiver, ...
     <prefix>/services/<service>/stats           per-interval figures, JSON, QoS 0, not retained
     <prefix>/services/recognizer/gallery        gallery summary, JSON, QoS 1, retained
+    <discovery>/<component>/<node_id>/<object_id>/config   Home Assistant MQTT discovery, retained
 
 ``services`` is reserved: no camera may use it as its device id.
 """
@@ -70,6 +72,14 @@ class Topics:
         """Topic of the same FaceEvent with its crop (``crop_jpeg_b64``), read by the archiver only."""
         return f"{self.prefix}/{validate_device_id(device_id)}/face_with_crop"
 
+    def access(self, device_id: str) -> str:
+        """Topic of the access decisions for ``device_id`` (AccessDecision, QoS 1, with a message expiry)."""
+        return f"{self.prefix}/{validate_device_id(device_id)}/access"
+
+    def annotated(self, device_id: str) -> str:
+        """Topic of ``device_id``'s annotated view: JPEG frames with the face boxes and names drawn (QoS 0)."""
+        return f"{self.prefix}/{validate_device_id(device_id)}/annotated"
+
     def tracks(self, device_id: str) -> str:
         """Topic the recognizer publishes each processed frame's live track boxes to (TracksMessage)."""
         return f"{self.prefix}/{validate_device_id(device_id)}/tracks"
@@ -103,6 +113,14 @@ class Topics:
         return f"{self.prefix}/+/frame"
 
     @property
+    def all_access(self) -> str:
+        return f"{self.prefix}/+/access"
+
+    @property
+    def all_annotated(self) -> str:
+        return f"{self.prefix}/+/annotated"
+
+    @property
     def all_tracks(self) -> str:
         """Subscription filter for every device's live tracks."""
         return f"{self.prefix}/+/tracks"
@@ -132,3 +150,12 @@ class Topics:
         if head or not sep or len(parts) != 2:
             raise ValueError(f"topic {topic!r} is not {self.prefix}/<device_id>/<attribute>")
         return validate_device_id(parts[0])
+
+
+def discovery_topic(discovery_prefix: str, component: str, node_id: str, object_id: str) -> str:
+    """Home Assistant MQTT discovery config topic ``<discovery_prefix>/<component>/<node_id>/<object_id>/config``;
+    ``node_id`` and ``object_id`` must be 1-64 of ``[A-Za-z0-9_-]`` (ValueError otherwise)."""
+    for part in (node_id, object_id):
+        if not ID_RE.fullmatch(part):
+            raise ValueError(f"discovery id {part!r} must be 1-64 characters of A-Z a-z 0-9 _ -")
+    return f"{validate_prefix(discovery_prefix)}/{component}/{node_id}/{object_id}/config"

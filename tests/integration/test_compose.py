@@ -1,17 +1,24 @@
-"""The Docker Compose stack (docker-compose.yml, the three Dockerfiles, mosquitto/mosquitto.conf), checked without a
-Docker engine: the Compose Specification's JSON Schema (check-jsonschema's built-in copy, no network), Debian's
-docker-compose v1 resolving the file with a real .env (and refusing one without the secrets), every path the file and
-the Dockerfiles name, what each image installs, no secret literal in the file, and the Mosquitto and SeaweedFS
-settings run by the real servers the other integration tests use."""
+"""The Docker Compose stack (docker-compose.yml, the three Dockerfiles, mosquitto/mosquitto.conf, facebus.env, the
+InfluxDB first-start script), checked without a Docker engine: the Compose Specification's JSON Schema
+(check-jsonschema's built-in copy, no network), Debian's docker-compose v1 resolving the file with a real .env and a
+real `facebus broker init` folder (and refusing one without the secrets), each secret reaching only the services that
+need it, what is published on which interface, every path the file and the Dockerfiles name, what each image
+installs, no secret literal in the file, and the Mosquitto and SeaweedFS settings run by the real servers the other
+integration tests use."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
+import secrets
+import socket
+import ssl
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from fnmatch import fnmatch
@@ -28,8 +35,15 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 MOSQUITTO_CONF = ROOT / "mosquitto" / "mosquitto.conf"
+FACEBUS_ENV = ROOT / "facebus.env"
+INFLUX_INIT = ROOT / "archiver" / "influxdb-init" / "facebus-accounts.sh"
+SECURE = "mosquitto/secure"  # written by `facebus broker init mosquitto/secure` on the host, never committed
+CA_IN_CONTAINER = "/run/facebus/ca.crt"
 SERVICES_BUILT = ("publisher", "recognizer", "archiver")
+# The MQTT account of each facebus service: its credentials file in mosquitto/secure/credentials/.
+ACCOUNTS = {"recognizer": "recognizer", "archiver": "archiver", "publisher": "camera1"}
 SECRET_KEY = re.compile(r"PASSWORD|TOKEN|SECRET", re.IGNORECASE)
+SECRET_LOOKING = re.compile(r"PASSWORD|TOKEN|SECRET|KEY", re.IGNORECASE)
 REFERENCE = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*(:?[-?][^}]*)?\}$")
 REQUIRED = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*):\?([^}]*)\}")
 
@@ -127,9 +141,14 @@ def test_facebus_services_wait_for_healthy_servers_and_reach_them_by_name():
     for name in SERVICES_BUILT:
         service = svc[name]
         assert service["build"] == {"context": ".", "dockerfile": f"{name}/Dockerfile"}
-        assert service["env_file"] == ".env"
+        # Never .env (every secret of the stack): the shared secret-free settings, then the service's own account.
+        account = "${FACEBUS_PUBLISHER_DEVICE_ID:-camera1}" if name == "publisher" else ACCOUNTS[name]
+        assert service["env_file"] == ["facebus.env", f"{SECURE}/credentials/{account}.env"], name
         env = environment(service)
-        assert env["FACEBUS_MQTT_HOST"] == "mosquitto"
+        assert env["FACEBUS_MQTT_HOST"] == "mosquitto" and env["FACEBUS_MQTT_PORT"] == "8883", name
+        # The credentials file names the CA by its path on the host: inside, the one file mounted read-only.
+        assert env["FACEBUS_MQTT_CA_FILE"] == CA_IN_CONTAINER
+        assert f"./{SECURE}/ca.crt:{CA_IN_CONTAINER}:ro" in service["volumes"], name
         for dependency, condition in service["depends_on"].items():
             assert condition == {"condition": "service_healthy"}, (name, dependency)
             assert "healthcheck" in svc[dependency], dependency
@@ -139,9 +158,15 @@ def test_facebus_services_wait_for_healthy_servers_and_reach_them_by_name():
     assert rec["AWS_ENDPOINT_URL"] == "http://s3:8333"
     assert rec["FACEBUS_RECOGNIZER_GALLERY"] == "s3://${FACEBUS_S3_BUCKET:-faces}/"
     assert rec["FACEBUS_RECOGNIZER_CACHE_DIR"] == "/cache"
-    assert arc["FACEBUS_INFLUX_URL"] == "http://influxdb:8086" and arc["FACEBUS_INFLUX_API"] == "v2"
+    assert arc["FACEBUS_INFLUX_URL"] == "http://influxdb:8086" and arc["FACEBUS_INFLUX_API"] == "v1"
     assert arc["FACEBUS_ARCHIVER_CROPS_DIR"] == "/crops"
-    assert {"FACEBUS_INFLUX_TOKEN", "FACEBUS_INFLUX_ORG", "FACEBUS_INFLUX_BUCKET"} <= set(arc)
+    # The write-only account of archiver/influxdb-init/facebus-accounts.sh, never the operator token.
+    assert arc["FACEBUS_INFLUX_USERNAME"] == "archiver"
+    assert arc["FACEBUS_INFLUX_PASSWORD"].startswith("${ARCHIVER_INFLUX_PASSWORD:?")
+    assert arc["FACEBUS_INFLUX_DATABASE"] == "${FACEBUS_INFLUX_BUCKET:-facebus}"
+    assert "FACEBUS_INFLUX_TOKEN" not in arc
+    pub = environment(svc["publisher"])
+    assert pub["FACEBUS_PUBLISHER_DEVICE_ID"] == "${FACEBUS_PUBLISHER_DEVICE_ID:-camera1}"  # = its account's name
     # The crops the archiver writes are the ones the crops server shows, read-only.
     assert "crops:/crops" in svc["archiver"]["volumes"]
     assert "crops:/usr/share/nginx/html/crops:ro" in svc["crops"]["volumes"]
@@ -149,7 +174,25 @@ def test_facebus_services_wait_for_healthy_servers_and_reach_them_by_name():
     for name, service in svc.items():
         if name not in SERVICES_BUILT and name != "publisher":
             assert "healthcheck" in service, name
-    assert "$$SYS/broker/uptime" in svc["mosquitto"]["healthcheck"]["test"]
+    # No anonymous client gets in any more, and the broker holds no account's password: a TCP check.
+    assert svc["mosquitto"]["healthcheck"]["test"] == ["CMD", "nc", "-z", "-w", "3", "127.0.0.1", "8883"]
+
+
+def test_only_mosquitto_mounts_the_secure_folder_and_influxdb_runs_the_accounts_script():
+    svc = services()
+    assert f"./{SECURE}:/mosquitto/secure:ro" in svc["mosquitto"]["volumes"]
+    assert "./mosquitto/mosquitto.conf:/mosquitto/config/mosquitto.conf:ro" in svc["mosquitto"]["volumes"]
+    for name, service in svc.items():
+        for volume in service.get("volumes") or []:
+            if volume.startswith(f"./{SECURE}"):
+                assert name == "mosquitto" or volume == f"./{SECURE}/ca.crt:{CA_IN_CONTAINER}:ro", (name, volume)
+    grafana = environment(svc["grafana"])
+    assert grafana["INFLUX_USER"] == "grafana" and grafana["INFLUX_PASSWORD"].startswith("${GRAFANA_INFLUX_PASSWORD:?")
+    assert "INFLUX_TOKEN" not in grafana
+    influx = environment(svc["influxdb"])
+    assert {"ARCHIVER_INFLUX_PASSWORD", "GRAFANA_INFLUX_PASSWORD", "DOCKER_INFLUXDB_INIT_BUCKET"} <= set(influx)
+    assert (f"./{INFLUX_INIT.relative_to(ROOT)}:/docker-entrypoint-initdb.d/{INFLUX_INIT.name}:ro"
+            in svc["influxdb"]["volumes"])
 
 
 def test_no_secret_literal_in_the_compose_file():
@@ -202,13 +245,59 @@ def filled_env() -> dict[str, str]:
     return values
 
 
-def project(tmp_path: Path, env: dict[str, str]) -> Path:
-    """A copy of the repository's top level (symlinks) with its own .env, as after `cp .env.example .env`."""
+def env_file_values(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines of an env file (comments and blank lines skipped)."""
+    lines = [line.strip() for line in path.read_text().splitlines()]
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#") and "=" in line)
+
+
+def broker_folder(folder: Path, cameras: tuple[str, ...] = ("camera1",)) -> Path:
+    """``folder`` as `facebus broker init FOLDER --host mosquitto` and `facebus broker add-camera FOLDER <camera>` leave
+    it (camera1: the publisher's default device id). Until facebus.broker exists, the layout docker-compose.yml reads
+    is made by hand instead: credentials/<account>.env for recognizer, archiver, viewer and the cameras, and
+    placeholders for the certificates, key, passwd and acl."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    if importlib.util.find_spec("facebus.broker") is not None:
+        commands = [["init", str(folder), "--host", "mosquitto"], *(["add-camera", str(folder), c] for c in cameras)]
+        for args in commands:
+            result = subprocess.run(  # cwd: not the repository, whose .env would be read
+                [sys.executable, "-m", "facebus", "broker", *args],
+                check=False, capture_output=True, text=True, timeout=120, cwd=folder.parent,
+            )
+            assert result.returncode == 0, result.stdout + result.stderr
+        return folder
+    (folder / "credentials").mkdir(parents=True)
+    for name in ("ca.crt", "ca.key", "server.crt", "server.key", "passwd", "acl"):
+        (folder / name).write_text("placeholder\n")
+    for account in ("recognizer", "archiver", "viewer", *cameras):
+        credentials = folder / "credentials" / f"{account}.env"
+        credentials.write_text(
+            f"FACEBUS_MQTT_USERNAME={account}\nFACEBUS_MQTT_PASSWORD={secrets.token_hex(16)}\nFACEBUS_MQTT_TLS=true\n"
+            f"FACEBUS_MQTT_CA_FILE={folder.resolve()}/ca.crt\nFACEBUS_MQTT_HOST=mosquitto\nFACEBUS_MQTT_PORT=8883\n"
+        )
+        credentials.chmod(0o600)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def secure_dir(tmp_path_factory) -> Path:
+    """One broker folder for the module's Compose projects (making one costs two RSA keys and a few mosquitto_passwd)."""
+    return broker_folder(tmp_path_factory.mktemp("broker") / "secure")
+
+
+def project(tmp_path: Path, env: dict[str, str], secure: Path) -> Path:
+    """A copy of the repository's top level (symlinks) with its own .env, as after `cp .env.example .env`, and the
+    broker folder ``secure`` as mosquitto/secure (a real mosquitto/secure of this checkout is left out)."""
     folder = tmp_path / "project"
     folder.mkdir()
     for entry in ROOT.iterdir():
-        if entry.name != ".env":
+        if entry.name not in (".env", "mosquitto"):
             (folder / entry.name).symlink_to(entry)
+    (folder / "mosquitto").mkdir()
+    for entry in (ROOT / "mosquitto").iterdir():
+        if entry.name != "secure":
+            (folder / "mosquitto" / entry.name).symlink_to(entry)
+    (folder / SECURE).symlink_to(secure)
     (folder / ".env").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
     return folder
 
@@ -221,34 +310,157 @@ def run_compose(folder: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_docker_compose_accepts_the_file_with_a_complete_env(tmp_path):
-    folder = project(tmp_path, filled_env())
+def resolved_services(folder: Path) -> dict:
+    """Every service (the camera profile's too) as docker-compose v1 resolves them: ${...} interpolated, env_file
+    contents merged into ``environment`` (where ``environment:`` wins), relative paths made absolute."""
+    result = run_compose(folder, "--profile", "camera", "config")
+    assert result.returncode == 0, result.stderr
+    return YAML(typ="safe").load(result.stdout)["services"]
+
+
+def test_docker_compose_accepts_the_file_with_a_complete_env(tmp_path, secure_dir):
+    folder = project(tmp_path, filled_env(), secure_dir)
     result = run_compose(folder, "config", "-q")
     assert result.returncode == 0, result.stderr
     result = run_compose(folder, "--profile", "camera", "config", "--services")
     assert result.returncode == 0, result.stderr
     assert set(result.stdout.split()) == set(services())
-    resolved = YAML(typ="safe").load(run_compose(folder, "config").stdout)["services"]
+    resolved = resolved_services(folder)
     env = filled_env()
-    assert resolved["archiver"]["environment"]["FACEBUS_INFLUX_TOKEN"] == env["INFLUXDB_ADMIN_TOKEN"]
-    assert resolved["recognizer"]["environment"]["FACEBUS_RECOGNIZER_GALLERY"] == (
-        f"s3://{env.get('FACEBUS_S3_BUCKET') or 'faces'}/"
-    )
-    assert resolved["recognizer"]["environment"]["FACEBUS_MQTT_HOST"] == "mosquitto"  # overrides .env's 127.0.0.1
+    arc, rec = resolved["archiver"]["environment"], resolved["recognizer"]["environment"]
+    assert arc["FACEBUS_INFLUX_PASSWORD"] == env["ARCHIVER_INFLUX_PASSWORD"]
+    assert arc["FACEBUS_INFLUX_DATABASE"] == (env.get("FACEBUS_INFLUX_BUCKET") or "facebus")
+    assert resolved["grafana"]["environment"]["INFLUX_PASSWORD"] == env["GRAFANA_INFLUX_PASSWORD"]
+    assert rec["FACEBUS_RECOGNIZER_GALLERY"] == f"s3://{env.get('FACEBUS_S3_BUCKET') or 'faces'}/"
+    for name, account in ACCOUNTS.items():
+        got = resolved[name]["environment"]
+        credentials = env_file_values(secure_dir / "credentials" / f"{account}.env")
+        # The account and TLS from its credentials file; host, port and CA as seen from inside the stack.
+        assert got["FACEBUS_MQTT_USERNAME"] == account and got["FACEBUS_MQTT_TLS"] == "true", name
+        assert got["FACEBUS_MQTT_PASSWORD"] == credentials["FACEBUS_MQTT_PASSWORD"], name
+        assert (got["FACEBUS_MQTT_HOST"], got["FACEBUS_MQTT_PORT"], got["FACEBUS_MQTT_CA_FILE"]) == (
+            "mosquitto", "8883", CA_IN_CONTAINER), name
+    assert resolved["publisher"]["environment"]["FACEBUS_PUBLISHER_DEVICE_ID"] == "camera1"
+
+
+def test_the_publisher_uses_the_account_of_its_device_id(tmp_path):
+    """FACEBUS_PUBLISHER_DEVICE_ID picks the credentials file: Compose stops, naming it, until `facebus broker
+    add-camera mosquitto/secure <device>` has made it. Compose v1 and v2 before 2.34 read it even without
+    --profile camera (later ones only for the active services)."""
+    env = filled_env() | {"FACEBUS_PUBLISHER_DEVICE_ID": "front-door"}
+    secure = broker_folder(tmp_path / "broker" / "secure", cameras=())
+    result = run_compose(project(tmp_path, env, secure), "--profile", "camera", "config", "-q")
+    assert result.returncode != 0
+    assert f"{SECURE}/credentials/front-door.env" in result.stderr, result.stderr
+    broker_folder(tmp_path / "other" / "secure", cameras=("front-door",))  # the same layout, with the camera
+    shutil.rmtree(tmp_path / "project")
+    folder = project(tmp_path, env, tmp_path / "other" / "secure")
+    publisher = resolved_services(folder)["publisher"]["environment"]
+    assert publisher["FACEBUS_MQTT_USERNAME"] == publisher["FACEBUS_PUBLISHER_DEVICE_ID"] == "front-door"
+
+
+def secret_env() -> dict[str, str]:
+    """filled_env() with every secret-looking variable of .env.example (PASSWORD, TOKEN, SECRET, KEY) given a value
+    of its own, those the stack does not use too: each can then be looked for in the resolved services."""
+    values = filled_env()
+    for variable in example_values():
+        if SECRET_LOOKING.search(variable):
+            values[variable] = f"{variable.lower()}-{secrets.token_hex(12)}"
+    return values
+
+
+# Who may hold each secret of .env; any other secret-looking variable of .env belongs to no service of the stack
+# (e.g. FACEBUS_MQTT_PASSWORD, FACEBUS_INFLUX_TOKEN: settings of services run outside Compose).
+SECRET_HOLDERS = {
+    "AWS_ACCESS_KEY_ID": {"s3", "recognizer"},
+    "AWS_SECRET_ACCESS_KEY": {"s3", "recognizer"},
+    "INFLUXDB_ADMIN_PASSWORD": {"influxdb"},
+    "INFLUXDB_ADMIN_TOKEN": {"influxdb"},
+    "ARCHIVER_INFLUX_PASSWORD": {"influxdb", "archiver"},
+    "GRAFANA_INFLUX_PASSWORD": {"influxdb", "grafana"},
+    "GRAFANA_ADMIN_PASSWORD": {"grafana"},
+}
+# Who may hold each MQTT account's password (credentials/<account>.env): its one service; the viewer is for people.
+ACCOUNT_HOLDERS = {"recognizer": {"recognizer"}, "archiver": {"archiver"}, "camera1": {"publisher"}, "viewer": set()}
+
+
+def holders(resolved: dict, value: str) -> set[str]:
+    return {name for name, service in resolved.items() if value in json.dumps(service)}
+
+
+def test_no_secret_is_shared_by_services_that_do_not_need_it(tmp_path, secure_dir):
+    env = secret_env()
+    folder = project(tmp_path, env, secure_dir)
+    resolved = resolved_services(folder)
+    assert set(SECRET_HOLDERS) <= set(env), "SECRET_HOLDERS names a variable .env.example does not have"
+    for variable, value in env.items():
+        if SECRET_LOOKING.search(variable) and value:
+            assert holders(resolved, value) == SECRET_HOLDERS.get(variable, set()), variable
+    for account, expected in ACCOUNT_HOLDERS.items():
+        password = env_file_values(secure_dir / "credentials" / f"{account}.env")["FACEBUS_MQTT_PASSWORD"]
+        assert holders(resolved, password) == expected, account
+    # Files: the secure folder is Mosquitto's alone; the others get its public CA certificate, nothing else of it.
+    secure = os.path.realpath(folder / SECURE)
+    for name, service in resolved.items():
+        for volume in service.get("volumes") or []:
+            source = os.path.realpath(volume.split(":")[0])
+            if source == secure or source.startswith(secure + os.sep):
+                mounted = os.path.relpath(source, secure)
+                assert (name, mounted) == ("mosquitto", ".") or (
+                    name in SERVICES_BUILT and mounted == "ca.crt" and volume.endswith(f":{CA_IN_CONTAINER}:ro")
+                ), (name, volume)
+    assert all(f":{CA_IN_CONTAINER}:ro" in " ".join(resolved[name]["volumes"]) for name in SERVICES_BUILT)
+
+
+def published(service: dict) -> list[tuple[str, str]]:
+    """(host address, "host port:container port") of each port a resolved service publishes; "" = every interface."""
+    out = []
+    for port in service.get("ports") or []:
+        if isinstance(port, dict):
+            out.append((port.get("host_ip", ""), f"{port['published']}:{port['target']}"))
+        else:
+            parts = str(port).split("/")[0].split(":")
+            out.append((parts[0] if len(parts) == 3 else "", ":".join(parts[-2:])))
+    return out
+
+
+def test_only_mqtt_and_grafana_are_published_on_every_interface(tmp_path, secure_dir):
+    resolved = resolved_services(project(tmp_path, filled_env(), secure_dir))
+    ports = {name: published(service) for name, service in resolved.items() if service.get("ports")}
+    assert ports == {
+        "mosquitto": [("", "8883:8883")],  # cameras on the network: TLS, an account each
+        "grafana": [("", "3000:3000")],
+        "influxdb": [("127.0.0.1", "8086:8086")],
+        "s3": [("127.0.0.1", "8333:8333")],
+        "crops": [("127.0.0.1", "8081:80")],  # faces, without authentication: this host only
+    }
+
+
+def test_facebus_env_holds_settings_and_no_secret():
+    """facebus.env is committed and every facebus service reads it: comments and FACEBUS_* settings only, none of them
+    secret-looking, not even in a commented-out example."""
+    text = FACEBUS_ENV.read_text()
+    assert "secret" in text.lower()  # it says it must hold none
+    for line in text.splitlines():
+        key = line.lstrip("# ").split("=", 1)[0].strip()
+        if "=" in line and re.fullmatch(r"[A-Z][A-Z0-9_]*", key):
+            assert not SECRET_LOOKING.search(key), f"facebus.env: {line!r}"
+            assert key.startswith("FACEBUS_") and key != "FACEBUS_MQTT_USERNAME", f"facebus.env: {line!r}"
+    assert set(env_file_values(FACEBUS_ENV)) <= {k for k in example_values() if k.startswith("FACEBUS_")}
 
 
 @pytest.mark.parametrize("variable", sorted(required_variables()))
-def test_docker_compose_refuses_a_missing_secret_and_names_it(tmp_path, variable):
+def test_docker_compose_refuses_a_missing_secret_and_names_it(tmp_path, secure_dir, variable):
     env = filled_env()
     env[variable] = ""
-    result = run_compose(project(tmp_path, env), "config", "-q")
+    result = run_compose(project(tmp_path, env, secure_dir), "config", "-q")
     assert result.returncode != 0
     assert f"{variable} must be set in .env" in result.stderr, result.stderr
 
 
-def test_env_example_copied_as_is_does_not_start(tmp_path):
+def test_env_example_copied_as_is_does_not_start(tmp_path, secure_dir):
     """`cp .env.example .env` without setting the secrets stops Compose with a message naming one of them."""
-    result = run_compose(project(tmp_path, example_values()), "config", "-q")
+    result = run_compose(project(tmp_path, example_values(), secure_dir), "config", "-q")
     assert result.returncode != 0
     assert re.search(r"[A-Z_]+ must be set in \.env", result.stderr), result.stderr
 
@@ -274,6 +486,11 @@ def bind_sources() -> list[str]:
     return sources
 
 
+def made_on_the_host(path: str) -> bool:
+    """mosquitto/secure/...: written by `facebus broker init` on the host, ignored by git and by the image builds."""
+    return path.removeprefix("./").startswith(SECURE)
+
+
 def test_every_path_the_compose_file_names_exists():
     missing = []
     for name, service in services().items():
@@ -284,13 +501,52 @@ def test_every_path_the_compose_file_names_exists():
                 missing.append(f"{name}: build context {build['context']}")
             if not (context / build.get("dockerfile", "Dockerfile")).is_file():
                 missing.append(f"{name}: dockerfile {build.get('dockerfile')}")
-        for env_file in [service["env_file"]] if isinstance(service.get("env_file"), str) else []:
-            assert env_file == ".env"  # created by the user from .env.example; not in the repository
+        env_files = service.get("env_file") or []
+        for env_file in [env_files] if isinstance(env_files, str) else env_files:
+            assert env_file != ".env", f"{name}: .env holds every secret of the stack"
+            if not made_on_the_host(env_file) and not (ROOT / env_file).is_file():
+                missing.append(f"{name}: env_file {env_file}")
     for source in bind_sources():
-        if not (ROOT / source).exists():
+        if not made_on_the_host(source) and not (ROOT / source).exists():
             missing.append(f"bind mount {source}")
-    assert set(bind_sources()) >= {"./mosquitto/mosquitto.conf", "./grafana/provisioning", "./grafana/dashboards"}
+    assert set(bind_sources()) >= {"./mosquitto/mosquitto.conf", "./grafana/provisioning", "./grafana/dashboards",
+                                   f"./{SECURE}", f"./{INFLUX_INIT.relative_to(ROOT)}"}
     assert not missing, missing
+    assert f"{SECURE}/" in (ROOT / ".gitignore").read_text().splitlines(), "mosquitto/secure/ must be git-ignored"
+
+
+def test_influxdb_init_script_creates_the_two_accounts_on_the_bucket(tmp_path):
+    """facebus-accounts.sh, run as the influxdb image's entrypoint runs it (run-parts: executable files only), with a
+    stand-in `influx` CLI that records its arguments: one write-only and one read-only v1 account on the bucket's id,
+    with the passwords from the environment; a missing password stops it (and so InfluxDB's first start)."""
+    assert os.access(INFLUX_INIT, os.X_OK), f"{INFLUX_INIT} must be executable (chmod +x): run-parts skips it"
+    assert INFLUX_INIT.read_text().startswith("#!/bin/bash\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    fake = bin_dir / "influx"
+    fake.write_text(f"""#!/bin/bash
+printf '%s\\n' "$*" >> {calls}
+if [ "$1 $2" = "bucket list" ]; then printf '0a1b2c3d4e5f6789\\tfacebus\\tinfinite\\t168h0m0s\\t1234\\timplicit\\n'; fi
+""")
+    fake.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}", "DOCKER_INFLUXDB_INIT_BUCKET": "facebus",
+           "ARCHIVER_INFLUX_PASSWORD": "archiver-pw 1", "GRAFANA_INFLUX_PASSWORD": "grafana-pw 2"}
+    result = subprocess.run([str(INFLUX_INIT)], env=env, capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 0, result.stderr
+    lines = calls.read_text().splitlines()
+    assert lines[0].startswith("bucket list --name facebus")
+    creates = [line for line in lines if line.startswith("v1 auth create")]
+    assert len(creates) == 2
+    assert "--username archiver --password archiver-pw 1 --write-bucket 0a1b2c3d4e5f6789" in creates[0]
+    assert "--read-bucket" not in creates[0]
+    assert "--username grafana --password grafana-pw 2 --read-bucket 0a1b2c3d4e5f6789" in creates[1]
+    assert "--write-bucket" not in creates[1]
+    calls.unlink()
+    result = subprocess.run([str(INFLUX_INIT)], env={**env, "GRAFANA_INFLUX_PASSWORD": ""}, capture_output=True,
+                            text=True, timeout=30, check=False)
+    assert result.returncode != 0 and "GRAFANA_INFLUX_PASSWORD" in result.stderr
+    assert not calls.exists() or "v1 auth create" not in calls.read_text()
 
 
 @pytest.mark.parametrize("service", SERVICES_BUILT)
@@ -315,6 +571,7 @@ def test_every_copy_source_exists_and_is_in_the_build_context(service):
 def test_dockerignore_keeps_secrets_and_data_out_of_the_images():
     ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
     assert {".env", ".venv", ".state", "samples", "tests", ".git", "crops"} <= ignored
+    assert {"mosquitto", SECURE} & ignored, "the broker's keys and passwords must stay out of the build context"
     assert any("__pycache__" in line for line in ignored)
 
 
@@ -344,38 +601,68 @@ def test_publisher_image_has_no_dlib_and_recognizer_image_installs_face_recognit
 # -- the settings run by the real servers ---------------------------------------------------------------------------
 
 
-def test_mosquitto_conf_runs_on_the_real_broker_and_answers_the_healthcheck(tmp_path):
-    """mosquitto.conf, with only its port and data folder moved, starts the real mosquitto; the compose healthcheck
-    command (mosquitto_sub on $SYS/broker/uptime) then succeeds against it."""
+def mqtt_connect(port: int, ca_file: Path, username: str | None = None, password: str | None = None) -> int:
+    """Connect over TLS (the broker verified with ``ca_file``, host name 127.0.0.1) and return the CONNACK code."""
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    answered, codes = threading.Event(), []
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"compose-test-{secrets.token_hex(4)}")
+    client.tls_set(ca_certs=str(ca_file), cert_reqs=ssl.CERT_REQUIRED)
+    if username:
+        client.username_pw_set(username, password)
+    client.on_connect = lambda c, userdata, flags, code, properties: (codes.append(int(code.value)), answered.set())
+    client.connect("127.0.0.1", port, keepalive=10)
+    client.loop_start()
+    try:
+        assert answered.wait(10), "no CONNACK"
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return codes[0]
+
+
+def test_mosquitto_conf_runs_on_the_real_broker_with_the_mounted_folder(tmp_path, secure_dir):
+    """mosquitto.conf reading /mosquitto/secure from a `facebus broker init` folder (as docker-compose.yml mounts it),
+    with only its port and data folder moved, starts the real mosquitto: the healthcheck's port accepts TCP (what
+    `nc -z` checks), a service's credentials file and the folder's CA get a client in over TLS, anonymous does not."""
+    if importlib.util.find_spec("facebus.broker") is None:
+        pytest.skip("needs a real broker folder (facebus broker init): the fixture's hand-made one has no certificates")
     try:
         binary = devservers._binary("mosquitto", "/usr/sbin/mosquitto")
     except FileNotFoundError as exc:
         pytest.skip(str(exc))
-    sub = shutil.which("mosquitto_sub")
     text = MOSQUITTO_CONF.read_text()
-    for line in ("listener 1883", "allow_anonymous true", "persistence true", "log_dest stdout"):
+    for line in ("listener 8883", "allow_anonymous false", "persistence true", "log_dest (stdout|stderr)"):
         assert re.search(rf"^{line}$", text, re.MULTILINE), f"mosquitto.conf lacks {line!r}"
-    assert "persistence_location /mosquitto/data/" in text
+    for name in ("cafile /mosquitto/secure/ca.crt", "certfile /mosquitto/secure/server.crt",
+                 "keyfile /mosquitto/secure/server.key", "password_file /mosquitto/secure/passwd",
+                 "acl_file /mosquitto/secure/acl", "persistence_location /mosquitto/data/"):
+        assert re.search(rf"^{name}$", text, re.MULTILINE), f"mosquitto.conf lacks {name!r}"
+    healthcheck = services()["mosquitto"]["healthcheck"]["test"]
+    assert healthcheck[:3] == ["CMD", "nc", "-z"] and healthcheck[-2:] == ["127.0.0.1", "8883"]
     port = devservers.free_port()
     data = tmp_path / "data"
     data.mkdir()
     conf = tmp_path / "mosquitto.conf"
     conf.write_text(
-        text.replace("listener 1883", f"listener {port} 127.0.0.1").replace("/mosquitto/data/", f"{data}/")
+        text.replace("listener 8883", f"listener {port} 127.0.0.1").replace("/mosquitto/data/", f"{data}/")
+        .replace("/mosquitto/secure/", f"{secure_dir.resolve()}/")
         + ("user root\n" if os.geteuid() == 0 else "")  # as root, mosquitto would switch to a user without access
     )
     log_path = tmp_path / "mosquitto.log"
     process = subprocess.Popen([binary, "-c", str(conf)], stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
     try:
         devservers._wait_for_port(port, process, 10, "mosquitto")
-        if sub is None:
-            pytest.skip("mosquitto_sub is missing (Debian package mosquitto-clients)")
-        test = services()["mosquitto"]["healthcheck"]["test"]
-        assert test[0] == "CMD"
-        command = [arg.replace("$$", "$") for arg in test[1:]]
-        command[command.index("-p") + 1] = str(port)
-        result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=15)
-        assert result.returncode == 0 and result.stdout.strip(), result.stderr
+        if shutil.which("nc"):  # the healthcheck itself (busybox nc in the image); else the TCP connect it makes
+            command = [*healthcheck[1:-1], str(port)]
+            assert subprocess.run(command, check=False, capture_output=True, timeout=15).returncode == 0
+        else:
+            socket.create_connection(("127.0.0.1", port), timeout=3).close()
+        credentials = env_file_values(secure_dir / "credentials" / "recognizer.env")
+        assert mqtt_connect(port, secure_dir / "ca.crt", credentials["FACEBUS_MQTT_USERNAME"],
+                            credentials["FACEBUS_MQTT_PASSWORD"]) == 0
+        assert mqtt_connect(port, secure_dir / "ca.crt") != 0, "an anonymous client got in"
     finally:
         process.terminate()
         process.wait(10)

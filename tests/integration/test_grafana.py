@@ -476,17 +476,19 @@ def test_push_creates_then_updates_the_datasource_and_saves_every_dashboard(graf
     url, recorded, _ = grafana_stub
     monkeypatch.setenv("INFLUX_URL", "http://influxdb:8086")
     monkeypatch.setenv("INFLUX_BUCKET", "facebus")
-    monkeypatch.setenv("INFLUX_TOKEN", "influx-secret")
-    monkeypatch.delenv("INFLUX_USER", raising=False)
+    monkeypatch.setenv("INFLUX_USER", "grafana")
+    monkeypatch.setenv("INFLUX_PASSWORD", "influx-secret")
     assert facebus_grafana(["push", "--url", url, "--token", "glsa_test"]) == 0
     assert recorded and all(r["auth"] == "Bearer glsa_test" for r in recorded)
 
     (created,) = [r for r in recorded if (r["method"], r["path"]) == ("POST", "/api/datasources")]
     source = created["body"]
     assert source["uid"] == "facebus-influxdb" and source["type"] == "influxdb" and source["access"] == "proxy"
-    assert source["url"] == "http://influxdb:8086" and source["user"] == ""
+    assert source["url"] == "http://influxdb:8086" and source["user"] == "grafana"
     assert source["jsonData"]["version"] == "InfluxQL" and source["jsonData"]["dbName"] == "facebus"
-    assert source["secureJsonData"]["httpHeaderValue1"] == "Token influx-secret"
+    # InfluxQL's user/password (basic auth) only: a custom Authorization header would replace it, even empty.
+    assert source["secureJsonData"] == {"password": "influx-secret"}
+    assert not any(key.startswith("httpHeader") for key in source["jsonData"])
     assert "editable" not in source
     assert [r["body"] for r in recorded if (r["method"], r["path"]) == ("POST", "/api/folders")] == [
         {"title": "facebus", "uid": "facebus"}]
