@@ -58,6 +58,7 @@ CAMERA = "camera"
 CA_DAYS = 3650
 SERVER_DAYS = 1825
 STATE_FILE = "accounts.json"
+DISCOVERY_PREFIX = "homeassistant"  # RecognizerSettings.ha_discovery_prefix's default: Home Assistant's own
 
 # Session, queue and persistence settings shared by every facebus broker: the compose one (mosquitto/mosquitto.conf),
 # the ones `init` writes and the dev/test brokers (docs/reliability.md).
@@ -88,16 +89,18 @@ def acl_lines(name: str, role: str, topics: Topics) -> list[str]:
         return [f"topic read {topics.all_frames}", f"topic read {topics.all_device_availability}",
                 f"topic read {topics.service_availability('+')}", f"topic write {topics.all_faces}",
                 f"topic write {topics.all_faces_with_crop}", f"topic write {topics.all_tracks}",
-                f"topic write {topics.gallery_state()}", f"topic readwrite {own}"]
+                f"topic write {topics.all_access}", f"topic write {topics.all_annotated}", f"topic write {topics.gallery_state()}",
+                f"topic write {DISCOVERY_PREFIX}/#", f"topic readwrite {own}"]
     if role == "archiver":
         return [f"topic read {topics.all_faces_with_crop}", f"topic read {topics.all_device_availability}",
                 f"topic read {topics.all_service_stats}", f"topic readwrite {own}"]
     if role == "viewer":
-        return [f"topic read {topics.all_faces}", f"topic read {topics.all_tracks}", f"topic read {p}/+/access",
-                f"topic read {topics.all_device_availability}", f"topic read {p}/{SERVICES}/#"]
+        return [f"topic read {topics.all_faces}", f"topic read {topics.all_tracks}", f"topic read {topics.all_access}",
+                f"topic read {topics.all_annotated}", f"topic read {topics.all_device_availability}",
+                f"topic read {p}/{SERVICES}/#", f"topic read {DISCOVERY_PREFIX}/#"]
     if role == CAMERA:
         return [f"topic write {topics.frame(name)}", f"topic readwrite {topics.device_availability(name)}",
-                f"topic read {p}/{name}/access"]
+                f"topic read {topics.access(name)}", f"topic read {topics.annotated(name)}"]
     raise BrokerError(f"unknown role {role!r}")
 
 

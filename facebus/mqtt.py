@@ -65,10 +65,14 @@ def default_client_id(service: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "-", raw)[:64]
 
 
-def user_properties(props: dict[str, str]) -> Properties:
-    """MQTT v5 PUBLISH properties carrying ``props`` as user properties."""
+def publish_properties(props: dict[str, str] | None = None, expiry_s: int | None = None) -> Properties:
+    """MQTT v5 PUBLISH properties: ``props`` as user properties, ``expiry_s`` as the message expiry interval (the
+    broker drops the message once it has waited that long for an offline subscriber)."""
     properties = Properties(PacketTypes.PUBLISH)
-    properties.UserProperty = list(props.items())
+    if props:
+        properties.UserProperty = list(props.items())
+    if expiry_s is not None:
+        properties.MessageExpiryInterval = expiry_s
     return properties
 
 
@@ -137,10 +141,12 @@ class MqttClient:
             self._subscriptions[mid] = topic_filter  # at most one per mid, overwritten when the mid comes round
 
     def publish(
-        self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False, properties: dict[str, str] | None = None
+        self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False,
+        properties: dict[str, str] | None = None, expiry_s: int | None = None,
     ) -> paho.MQTTMessageInfo:
-        """Queue a message. QoS 1/2 messages wait in paho's queue while disconnected; QoS 0 is dropped then."""
-        props = user_properties(properties) if properties else None
+        """Queue a message (``properties``: MQTT v5 user properties; ``expiry_s``: message expiry interval). QoS 1/2
+        messages wait in paho's queue while disconnected; QoS 0 is dropped then."""
+        props = publish_properties(properties, expiry_s) if properties or expiry_s is not None else None
         info = self._client.publish(topic, payload, qos=qos, retain=retain, properties=props)
         if qos > 0:
             # Not under a lock of ours across paho's publish: paho calls on_publish holding its own message lock.

@@ -24,6 +24,7 @@ import numpy as np
 from facebus.events import EventType, FaceEvent, FaceQuality, TrackBox, TracksMessage, utc_now
 from facebus.images import Box, crop_jpeg, decode_jpeg
 from facebus.settings import RecognizerSettings
+from recognizer.annotate import annotated_jpeg
 from recognizer.matching import GalleryIndex
 from recognizer.models import FaceModel, load_model
 from recognizer.quality import Quality, measure
@@ -49,6 +50,7 @@ class FrameResult:
 
     events: list[FaceEvent] = field(default_factory=list)
     tracks: TracksMessage | None = None
+    annotated: bytes | None = None  # JPEG of the frame with its tracks drawn, when one is due (annotated_fps_max)
     still: bool = False
     faces: int = 0
     encoded: int = 0
@@ -61,6 +63,7 @@ class _Device:
     last_frame_s: float = 0.0  # monotonic time the last frame arrived
     had_tracks: bool = False  # the last processed frame showed tracks
     last_captured_at: datetime | None = None
+    last_annotated_s: float = float("-inf")  # monotonic time of the last annotated frame
     best_views: dict[str, BestView] = field(default_factory=dict)  # track id -> its best view
 
 
@@ -166,6 +169,10 @@ class Engine:
             result.tracks = TracksMessage(device_id=device_id, captured_at=captured_at, frame_width_px=rgb.shape[1],
                                           frame_height_px=rgb.shape[0], tracks=boxes)
         device.had_tracks = bool(boxes)
+        fps = self.settings.annotated_fps_max
+        if fps > 0 and device.last_frame_s - device.last_annotated_s >= 1 / fps:
+            device.last_annotated_s = device.last_frame_s
+            result.annotated = annotated_jpeg(rgb, boxes, self.settings.annotated_max_width_px)
         return result
 
     def expire_idle(self, now_s: float | None = None) -> list[FaceEvent]:
@@ -228,7 +235,7 @@ class Engine:
     def _track_box(self, track: Track) -> TrackBox:
         announced = track.announced
         return TrackBox(track_id=track.track_id, box=track.box, person=announced.person if announced else None,
-                        category=announced.category if announced else None)
+                        category=announced.category if announced else None, samples=track.samples)
 
     def _announce(self, device: _Device, track: Track, identity: Identity | None, at: datetime) -> list[FaceEvent]:
         if identity is None:

@@ -14,12 +14,13 @@ import logging
 import threading
 import time
 
-from facebus.events import CAPTURE_TIME_PROPERTY, FaceEvent, parse_time, utc_now
+from facebus.events import CAPTURE_TIME_PROPERTY, AccessDecision, EventType, FaceEvent, parse_time, utc_now
 from facebus.images import ImageError, check_frame
 from facebus.mqtt import Message, MqttClient
-from facebus.settings import MqttSettings, RecognizerSettings
+from facebus.settings import AccessSettings, MqttSettings, RecognizerSettings
 from facebus.stats import Samples, split_by_device
 from facebus.topics import Topics
+from recognizer.access import AccessState
 from recognizer.engine import FrameResult
 from recognizer.gallery import GalleryLoader
 from recognizer.sharing import Membership
@@ -29,8 +30,11 @@ log = logging.getLogger(__name__)
 
 
 class Recognizer:
-    def __init__(self, settings: RecognizerSettings, mqtt: MqttClient, gallery: GalleryLoader) -> None:
+    def __init__(self, settings: RecognizerSettings, mqtt: MqttClient, gallery: GalleryLoader,
+                 access: AccessSettings | None = None) -> None:
         self.settings = settings
+        self.access_settings = access or AccessSettings()
+        self.access = AccessState(self.access_settings, settings.max_devices)
         self.mqtt = mqtt
         self.gallery = gallery  # its index is replaced whole by the gallery thread: readers see the old or the new
         self.counters = mqtt.counters
@@ -110,6 +114,7 @@ class Recognizer:
                 log.info("%d quiet devices forgotten: new devices are accepted again", len(forgotten))
         for device_id in forgotten:
             self.counters.forget_device(device_id)
+            self.access.forget(device_id)
         return forgotten
 
     # -- feeder threads --------------------------------------------------------------------------------------------
@@ -145,9 +150,23 @@ class Recognizer:
         self.counters.add(f"frames_processed/{frame.device_id}")
         self.counters.add("faces_encoded", result.encoded)
         self.latency_ms.add((utc_now() - frame.captured_at).total_seconds() * 1000)
+        if result.annotated is not None:
+            self.mqtt.publish(self.mqtt.topics.annotated(frame.device_id), result.annotated, qos=0)
         if result.tracks is not None:
             self.mqtt.publish(self.mqtt.topics.tracks(frame.device_id), result.tracks.model_dump_json(), qos=0)
         self.publish_events(result.events)
+        if result.tracks is not None and self.access_settings.enabled:
+            self.publish_decision(self.access.update(frame.device_id, result.tracks.tracks, frame.captured_at))
+
+    def publish_decision(self, decision: AccessDecision | None) -> None:
+        """Publish a changed access decision (QoS 1, expiring after ``expiry_s``: never acted on late)."""
+        if decision is None:
+            return
+        self.mqtt.publish(self.mqtt.topics.access(decision.device_id), decision.to_json(), qos=1,
+                          expiry_s=self.access_settings.expiry_s)
+        self.counters.add(f"access_{decision.decision.value}")
+        log.info("access %s on %s: %s %s", decision.decision.value, decision.device_id, decision.reason.value,
+                 decision.person or "")
 
     def publish_events(self, events: list[FaceEvent]) -> None:
         """Publish face events (QoS 1) on their devices' face topics, without the crop for every reader and with it
@@ -159,6 +178,8 @@ class Recognizer:
             if event.event_type.value != "ended":
                 self.counters.add(f"faces/{event.device_id}")
                 self.counters.add("faces_" + event.category.value)
+            if event.event_type is EventType.ended and self.access_settings.enabled:
+                self.publish_decision(self.access.end_track(event.device_id, event.track_id, event.last_seen))
             log.info(
                 "track %s %s on %s: %s %s (%s) distance=%s second=%s@%s frames=%d samples=%d",
                 event.track_id, event.event_type.value, event.device_id, event.person or "unknown",
@@ -222,7 +243,8 @@ class Recognizer:
 
     STATS_NAMES = ("frames_in", "frames_bad", "frames_bad_capture_time", "frames_refused", "frames_dropped",
                    "frames_still", "frames_processed", "frames_other", "frames_not_ready", "faces_encoded",
-                   "events_decided", "events_changed", "events_ended", "worker_errors", "gallery_errors")
+                   "events_decided", "events_changed", "events_ended", "access_granted", "access_denied",
+                   "worker_errors", "gallery_errors")
 
     def stats_message(self, interval_s: float) -> dict:
         """The figures of the last interval, as published on ``<prefix>/services/<instance>/stats``: every counter
@@ -301,7 +323,8 @@ class Recognizer:
             log.info("recognizer stopped; totals %s", self.counters.snapshot())
 
 
-def main(mqtt_settings: MqttSettings, settings: RecognizerSettings, stats_interval_s: float, stop: threading.Event) -> int:
+def main(mqtt_settings: MqttSettings, settings: RecognizerSettings, stats_interval_s: float, stop: threading.Event,
+         access: AccessSettings | None = None) -> int:
     """The recognizer service, wired from its settings; runs until ``stop`` is set. Returns the exit code (1 for a
     gallery setting that cannot be opened, e.g. ``s3://`` without a bucket)."""
     from recognizer.photos import open_gallery
@@ -312,5 +335,6 @@ def main(mqtt_settings: MqttSettings, settings: RecognizerSettings, stats_interv
         log.error("%s", exc)
         return 1
     availability = Topics(mqtt_settings.topic_prefix).service_availability(settings.instance)
-    Recognizer(settings, MqttClient(mqtt_settings, availability, settings.instance), gallery).run(stop, stats_interval_s)
+    mqtt = MqttClient(mqtt_settings, availability, settings.instance)
+    Recognizer(settings, mqtt, gallery, access).run(stop, stats_interval_s)
     return 0

@@ -10,7 +10,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from facebus.events import CAPTURE_TIME_PROPERTY, FaceEvent, format_time, parse_time, utc_now
-from facebus.mqtt import MqttClient, user_properties
+from facebus.mqtt import MqttClient, publish_properties
 from facebus.settings import RecognizerSettings
 from facebus.topics import Topics
 from tests.conftest import FACES_DEV, GALLERY, wait_for
@@ -50,13 +50,14 @@ class Listener:
         self.client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
         self.client.on_message = lambda c, u, m: self.messages.append(m)
         self.client.connect("127.0.0.1", port)
-        self.client.subscribe([(TOPICS.all_faces, 1), (TOPICS.all_tracks, 0), ("facebus/services/+/availability", 1)])
+        self.client.subscribe([(TOPICS.all_faces, 1), (TOPICS.all_tracks, 0), (TOPICS.all_access, 1),
+                               (TOPICS.all_annotated, 0), ("facebus/services/+/availability", 1)])
         self.client.loop_start()
         # subscribed once a retained availability arrives (the broker keeps the recognizer's or an earlier one)
         assert wait_for(lambda: any(m.topic.endswith("/availability") for m in self.messages), 10)
 
     def publish_frame(self, device: str, payload: bytes, capture_time: str | None = None) -> None:
-        props = user_properties({CAPTURE_TIME_PROPERTY: capture_time}) if capture_time else None
+        props = publish_properties({CAPTURE_TIME_PROPERTY: capture_time}) if capture_time else None
         self.client.publish(TOPICS.frame(device), payload, qos=0, properties=props).wait_for_publish(5)
 
     def events(self, device: str, event_type: str = "decided") -> list[FaceEvent]:
@@ -283,3 +284,69 @@ def test_a_bad_input_corpus_is_refused_counted_and_logged_and_good_frames_still_
     assert recognizer.counters.get("callback_errors") == 0 and recognizer.counters.get("worker_errors") == 0
     message = recognizer.stats_message(1.0)
     assert {"frames_bad", "frames_bad_capture_time", "worker_errors", "frames_refused"} <= set(message["service_stats"])
+
+
+def see(listener, recognizer, device: str, photo: bytes, frames: int = 6) -> None:
+    """``device``'s camera looking at ``photo`` for ``frames`` frames at 5 fps, each waited for."""
+    start = utc_now()
+    for i in range(frames):
+        listener.publish_frame(device, photo, capture_time=format_time(start + timedelta(seconds=0.2 * i)))
+        assert wait_for(lambda: recognizer.counters.get(f"frames_processed/{device}") > i, timeout_s=10)
+
+
+def decisions(listener, device: str) -> list[tuple[str, str, str | None]]:
+    from facebus.events import AccessDecision
+
+    found = [AccessDecision.model_validate_json(m.payload) for m in listener.messages if m.topic == TOPICS.access(device)]
+    return [(d.decision.value, d.reason.value, d.person) for d in found]
+
+
+@pytest.mark.parametrize("device, photo, first", [
+    ("gate-a", "probe/Barack_Obama/obama_small.jpg", ("granted", "authorised", "Barack_Obama")),
+    ("gate-r", "probe/Alex_Lacamoire/alex_lacamoire1.jpg", ("denied", "restricted", "Alex_Lacamoire")),
+    ("gate-u", "strangers/paul_rudd.jpg", ("denied", "unknown", None)),
+])
+def test_an_authorised_a_restricted_and_an_unknown_face_get_their_access_decision(recognizer, listener, device, photo, first):
+    see(listener, recognizer, device, (FACES_DEV / photo).read_bytes())
+    # The person walks away (no more frames): the track ends and the door's decision goes back to "no face".
+    assert wait_for(lambda: len(decisions(listener, device)) >= 2, 15), decisions(listener, device)
+    assert decisions(listener, device) == [first, ("denied", "no_face", None)]
+    (message,) = [m for m in listener.messages if m.topic == TOPICS.access(device)][:1]
+    assert message.qos == 1 and not message.retain
+    assert 0 < message.properties.MessageExpiryInterval <= recognizer.access_settings.expiry_s
+
+
+def test_the_annotated_view_shows_each_face_boxed_in_its_category_colour(recognizer, listener):
+    from facebus.events import TracksMessage
+    from facebus.images import decode_jpeg
+
+    photo = (FACES_DEV / "probe/Alex_Lacamoire/alex_lacamoire1.jpg").read_bytes()
+
+    def after_decision() -> tuple[TracksMessage, bytes] | None:
+        """The first decided tracks message and an annotated frame drawn after it (same connection: in order)."""
+        decided = None
+        for m in list(listener.messages):
+            if m.topic == TOPICS.tracks("lobby"):
+                message = TracksMessage.model_validate_json(m.payload)
+                if decided is None and message.tracks and message.tracks[0].category is not None:
+                    decided = message
+            elif m.topic == TOPICS.annotated("lobby") and decided is not None:
+                return decided, m.payload
+        return None
+
+    start, sent = utc_now(), 0
+    while after_decision() is None and sent < 100:  # annotated frames come at most twice a second: keep looking
+        listener.publish_frame("lobby", photo, capture_time=format_time(start + timedelta(seconds=0.2 * sent)))
+        sent += 1
+        assert wait_for(lambda: recognizer.counters.get("frames_processed/lobby") >= sent, timeout_s=10)
+    tracks, jpeg = after_decision()
+    assert tracks.tracks[0].category.value == "restricted"
+    rgb = decode_jpeg(jpeg, 2_000_000, 1 << 24)
+    scale = rgb.shape[1] / tracks.frame_width_px
+    top, right, bottom, left = (round(v * scale) for v in tracks.tracks[0].box)
+    edge = rgb[(top + bottom) // 2, max(0, left - 1):left + 2].astype(int)  # the box's left edge, +-1 px for JPEG
+    assert any(r > 150 and g < 100 and b < 100 for r, g, b in edge), edge  # restricted: red
+    inside = rgb[(top + bottom) // 2, (left + right) // 2].astype(int)
+    assert not (inside[0] > 150 and inside[1] < 100 and inside[2] < 100), inside  # the face is not painted over
+    annotated = sum(m.topic == TOPICS.annotated("lobby") for m in listener.messages)
+    assert annotated < sent  # rate-limited: fewer annotated frames than frames

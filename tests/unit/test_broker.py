@@ -26,6 +26,7 @@ def test_a_camera_may_publish_only_its_own_frames_and_availability():
         "topic write facebus/front-door/frame",
         "topic readwrite facebus/front-door/availability",
         "topic read facebus/front-door/access",
+        "topic read facebus/front-door/annotated",
     ]
 
 
@@ -42,7 +43,8 @@ def test_only_the_recognizer_publishes_events_and_only_the_archiver_reads_crops(
 def test_the_viewer_reads_no_frame_and_no_crop_and_writes_nothing():
     lines = block(acl_text(ACCOUNTS), "viewer")
     assert lines and all(line.startswith("topic read ") for line in lines)
-    assert not any(line.endswith(("/frame", "/face_with_crop", "/#")) and "services" not in line for line in lines)
+    assert not any(line.endswith(("/frame", "/face_with_crop")) for line in lines)
+    assert [line for line in lines if line.endswith("#")] == ["topic read facebus/services/#", "topic read homeassistant/#"]
 
 
 def test_each_service_writes_only_below_its_own_services_topic():
