@@ -48,6 +48,7 @@ class Pipeline:
         self.crops_dir = self.state_dir / "crops"
         self._stack = ExitStack()
         self.faces_seen: list[bytes] = []
+        self.decisions_seen: list[bytes] = []
         self._last_face_at = time.monotonic()
 
     def __enter__(self) -> "Pipeline":
@@ -73,6 +74,7 @@ class Pipeline:
             self._online: set[str] = set()
             self.watcher.subscribe(Topics().service_availability("+"), self._on_availability, qos=1)
             self.watcher.subscribe(Topics().all_faces, self._on_face, qos=1)
+            self.watcher.subscribe(Topics().all_access, lambda m: self.decisions_seen.append(m.payload), qos=1)
             self.watcher.start()
             self._stack.callback(self.watcher.stop)
             self.recognizer = self.spawn("recognizer", "--gallery", self.gallery)
@@ -186,6 +188,17 @@ def print_table(rows: list[Row], crops_dir: Path) -> None:
     print(f"\n{len(rows)} entries; crops under {crops_dir.resolve()}")
 
 
+def print_decisions(payloads: list[bytes]) -> None:
+    """The access decisions the camera received, one line each."""
+    from facebus.events import AccessDecision
+
+    print(f"\naccess decisions sent to the camera ({len(payloads)}):")
+    for payload in payloads:
+        d = AccessDecision.model_validate_json(payload)
+        print(f"  {d.captured_at.isoformat(timespec='milliseconds')}  {d.device_id:<10} {d.decision.value:<8} "
+              f"{d.reason.value:<11} {d.person or ''}")
+
+
 def main(args: argparse.Namespace) -> int:
     started = time.monotonic()
     state_dir = Path(args.state_dir)
@@ -200,6 +213,7 @@ def main(args: argparse.Namespace) -> int:
         pipeline.wait_quiet()
         pipeline.stop_archiver()
         rows = pipeline.entries()
+        print_decisions(pipeline.decisions_seen)
         print(f"\n{len(pipeline.faces_seen)} face events published; archived entries read back from InfluxDB:\n")
         print_table(rows, pipeline.crops_dir)
         print(f"logs: {state_dir.resolve()}/*.log; demo took {time.monotonic() - started:.0f} s")

@@ -154,7 +154,7 @@ class Recognizer:
             self.mqtt.publish(self.mqtt.topics.annotated(frame.device_id), result.annotated, qos=0)
         if result.tracks is not None:
             self.mqtt.publish(self.mqtt.topics.tracks(frame.device_id), result.tracks.model_dump_json(), qos=0)
-        self.publish_events(result.events)
+        self.publish_events(result.events, frame_tracks=result.tracks is not None)
         if result.tracks is not None and self.access_settings.enabled:
             self.publish_decision(self.access.update(frame.device_id, result.tracks.tracks, frame.captured_at))
 
@@ -168,9 +168,11 @@ class Recognizer:
         log.info("access %s on %s: %s %s", decision.decision.value, decision.device_id, decision.reason.value,
                  decision.person or "")
 
-    def publish_events(self, events: list[FaceEvent]) -> None:
+    def publish_events(self, events: list[FaceEvent], frame_tracks: bool = False) -> None:
         """Publish face events (QoS 1) on their devices' face topics, without the crop for every reader and with it
-        for the archiver (the broker's ACL lets only the archiver read the crops), counting and logging each."""
+        for the archiver (the broker's ACL lets only the archiver read the crops), counting and logging each.
+        ``frame_tracks``: the events come with a frame's live tracks, which decide access (else an ended track
+        decides it again)."""
         for event in events:
             self.mqtt.publish(self.mqtt.topics.face(event.device_id), event.without_crop().to_json(), qos=1)
             self.mqtt.publish(self.mqtt.topics.face_with_crop(event.device_id), event.to_json(), qos=1)
@@ -178,7 +180,7 @@ class Recognizer:
             if event.event_type.value != "ended":
                 self.counters.add(f"faces/{event.device_id}")
                 self.counters.add("faces_" + event.category.value)
-            if event.event_type is EventType.ended and self.access_settings.enabled:
+            if event.event_type is EventType.ended and self.access_settings.enabled and not frame_tracks:
                 self.publish_decision(self.access.end_track(event.device_id, event.track_id, event.last_seen))
             log.info(
                 "track %s %s on %s: %s %s (%s) distance=%s second=%s@%s frames=%d samples=%d",
