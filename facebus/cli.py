@@ -63,7 +63,7 @@ def cmd_recognizer(args: argparse.Namespace) -> int:
 
     return service.main(cfg.load(cfg.MqttSettings, args), cfg.load(cfg.RecognizerSettings, args),
                         cfg.load(cfg.StatsSettings, args).interval_s, _stop_on_signals(),
-                        cfg.load(cfg.AccessSettings, args))
+                        cfg.load(cfg.AccessSettings, args), cfg.load(cfg.WebhookSettings, args))
 
 
 def cmd_archiver(args: argparse.Namespace) -> int:
@@ -124,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("recognizer", help="name the faces in every device's frames and publish face events")
     cfg.add_arguments(p, cfg.RecognizerSettings)
     cfg.add_arguments(p, cfg.AccessSettings)
+    cfg.add_arguments(p, cfg.WebhookSettings)
     cfg.add_arguments(p, cfg.StatsSettings)
     cfg.add_arguments(p, cfg.MqttSettings)
     p.set_defaults(func=cmd_recognizer)

@@ -11,6 +11,7 @@ Flags are generated from the same fields (``--mqtt-host``, ``--device-id``, ...)
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -356,6 +357,17 @@ class WebhookSettings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
 
+    @field_validator("urls")
+    @classmethod
+    def _check_urls(cls, urls: list[str]) -> list[str]:
+        from urllib.parse import urlsplit
+
+        for url in urls:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError("a webhook URL must be http:// or https:// with a host")
+        return urls
+
 
 class LiveSettings(BaseSettings):
     """The live page (facebus live): cameras' annotated views and the latest events and decisions."""
@@ -503,9 +515,19 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type[BaseSettings]) -> N
         }
         if field.annotation is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
+        elif get_origin(field.annotation) is list:
+            kwargs["type"] = _json_list
         elif get_origin(field.annotation) is Literal:
             kwargs["choices"] = get_args(field.annotation)
         group.add_argument(flag_name(cls, name), **kwargs)
+
+
+def _json_list(text: str) -> list:
+    """A list flag's value: JSON (``'["a", "b"]'``), as in its environment variable."""
+    value = json.loads(text)
+    if not isinstance(value, list):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a JSON list")
+    return value
 
 
 def load(cls: type[S], args: argparse.Namespace) -> S:

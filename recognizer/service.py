@@ -17,13 +17,15 @@ import time
 from facebus.events import CAPTURE_TIME_PROPERTY, AccessDecision, EventType, FaceEvent, parse_time, utc_now
 from facebus.images import ImageError, check_frame
 from facebus.mqtt import Message, MqttClient
-from facebus.settings import AccessSettings, MqttSettings, RecognizerSettings
+from facebus.settings import AccessSettings, MqttSettings, RecognizerSettings, WebhookSettings
 from facebus.stats import Samples, split_by_device
 from facebus.topics import Topics
 from recognizer.access import AccessState
+from recognizer.discovery import discovery_messages
 from recognizer.engine import FrameResult
 from recognizer.gallery import GalleryLoader
 from recognizer.sharing import Membership
+from recognizer.webhooks import Webhooks
 from recognizer.workers import DeviceOwners, Frame, Worker
 
 log = logging.getLogger(__name__)
@@ -31,10 +33,12 @@ log = logging.getLogger(__name__)
 
 class Recognizer:
     def __init__(self, settings: RecognizerSettings, mqtt: MqttClient, gallery: GalleryLoader,
-                 access: AccessSettings | None = None) -> None:
+                 access: AccessSettings | None = None, webhooks: WebhookSettings | None = None) -> None:
         self.settings = settings
         self.access_settings = access or AccessSettings()
         self.access = AccessState(self.access_settings, settings.max_devices)
+        self.webhooks = Webhooks(webhooks or WebhookSettings(), mqtt.counters)
+        self._discovered: set[str] = set()  # devices whose Home Assistant configs were published (bounded by max_devices)
         self.mqtt = mqtt
         self.gallery = gallery  # its index is replaced whole by the gallery thread: readers see the old or the new
         self.counters = mqtt.counters
@@ -90,10 +94,21 @@ class Recognizer:
                             self.settings.device_idle_s, extra={"topic": message.topic})
             return
         self.counters.add(f"frames_in/{device_id}")
+        if self.settings.ha_discovery and device_id not in self._discovered:
+            self.announce(device_id)
         frame = Frame(message.topic, device_id, message.payload, captured_at, now_s)
         if self.workers[worker].slots.put(device_id, frame):
             self.counters.add("frames_dropped")
             self.counters.add(f"frames_dropped/{device_id}")
+
+    def announce(self, device_id: str) -> None:
+        """Publish the Home Assistant discovery configs of a newly seen device (retained, QoS 1; docs/home-assistant.md)."""
+        if len(self._discovered) >= self.settings.max_devices:
+            self._discovered.clear()  # republishing a retained config is harmless; the set stays bounded
+        self._discovered.add(device_id)
+        for topic, payload in discovery_messages(device_id, self.mqtt.topics, self.settings.ha_discovery_prefix,
+                                                 self.settings.instance):
+            self.mqtt.publish(topic, payload, qos=1, retain=True)
 
     def on_availability(self, message: Message) -> None:
         """Follow which recognizers are online (recognizer.sharing): their devices are theirs."""
@@ -164,6 +179,7 @@ class Recognizer:
             return
         self.mqtt.publish(self.mqtt.topics.access(decision.device_id), decision.to_json(), qos=1,
                           expiry_s=self.access_settings.expiry_s)
+        self.webhooks.send_decision(decision)
         self.counters.add(f"access_{decision.decision.value}")
         log.info("access %s on %s: %s %s", decision.decision.value, decision.device_id, decision.reason.value,
                  decision.person or "")
@@ -176,6 +192,7 @@ class Recognizer:
         for event in events:
             self.mqtt.publish(self.mqtt.topics.face(event.device_id), event.without_crop().to_json(), qos=1)
             self.mqtt.publish(self.mqtt.topics.face_with_crop(event.device_id), event.to_json(), qos=1)
+            self.webhooks.send_event(event)
             self.counters.add(f"events_{event.event_type.value}")
             if event.event_type.value != "ended":
                 self.counters.add(f"faces/{event.device_id}")
@@ -246,6 +263,7 @@ class Recognizer:
     STATS_NAMES = ("frames_in", "frames_bad", "frames_bad_capture_time", "frames_refused", "frames_dropped",
                    "frames_still", "frames_processed", "frames_other", "frames_not_ready", "faces_encoded",
                    "events_decided", "events_changed", "events_ended", "access_granted", "access_denied",
+                   "webhooks_sent", "webhooks_failed", "webhooks_dropped",
                    "worker_errors", "gallery_errors")
 
     def stats_message(self, interval_s: float) -> dict:
@@ -299,6 +317,7 @@ class Recognizer:
         if not self.load_first_gallery(stop):  # before connecting: "online" means the gallery is in force
             return
         self.start_workers()
+        self.webhooks.start()
         self.mqtt.start()
         if self.settings.gallery_poll_s > 0:
             threading.Thread(target=self._watch_gallery, args=(stop,), name="gallery", daemon=True).start()
@@ -321,12 +340,13 @@ class Recognizer:
                 feeder.join(timeout=5)
             for worker in self.workers:
                 self.publish_events(worker.stop())
+            self.webhooks.stop(5.0)
             self.mqtt.stop()
             log.info("recognizer stopped; totals %s", self.counters.snapshot())
 
 
 def main(mqtt_settings: MqttSettings, settings: RecognizerSettings, stats_interval_s: float, stop: threading.Event,
-         access: AccessSettings | None = None) -> int:
+         access: AccessSettings | None = None, webhooks: WebhookSettings | None = None) -> int:
     """The recognizer service, wired from its settings; runs until ``stop`` is set. Returns the exit code (1 for a
     gallery setting that cannot be opened, e.g. ``s3://`` without a bucket)."""
     from recognizer.photos import open_gallery
@@ -338,5 +358,5 @@ def main(mqtt_settings: MqttSettings, settings: RecognizerSettings, stats_interv
         return 1
     availability = Topics(mqtt_settings.topic_prefix).service_availability(settings.instance)
     mqtt = MqttClient(mqtt_settings, availability, settings.instance)
-    Recognizer(settings, mqtt, gallery, access).run(stop, stats_interval_s)
+    Recognizer(settings, mqtt, gallery, access, webhooks).run(stop, stats_interval_s)
     return 0

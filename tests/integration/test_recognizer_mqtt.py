@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import timedelta
 
@@ -21,18 +22,34 @@ pytestmark = pytest.mark.integration
 TOPICS = Topics()
 
 
+HOOK_SECRET = "door-secret"
+
+
 @pytest.fixture(scope="module")
-def recognizer(mosquitto, tmp_path_factory):
+def hooks():
+    """The local HTTP server the recognizer's webhooks go to."""
+    from tests.receiver import Receiver
+
+    server = Receiver()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def recognizer(mosquitto, tmp_path_factory, hooks):
+    from facebus.settings import WebhookSettings
     from recognizer.photos import open_gallery
     from recognizer.service import Recognizer
 
     settings = RecognizerSettings(gallery=str(GALLERY), cache_dir=tmp_path_factory.mktemp("cache"), max_frame_bytes=2_000_000,
-                                  workers=2)
+                                  workers=2, ha_discovery=True)
     gallery = open_gallery(settings)
     gallery.refresh()
     assert len(gallery.index.people) == 22 and not gallery.rejected
     mqtt = MqttClient(mqtt_settings(mosquitto.port, "recognizer"), TOPICS.service_availability("recognizer"), "recognizer")
-    service = Recognizer(settings, mqtt, gallery)
+    webhooks = WebhookSettings(urls=[hooks.url("/facebus")], secret=HOOK_SECRET, categories=["restricted"],
+                               decisions=["denied"])
+    service = Recognizer(settings, mqtt, gallery, webhooks=webhooks)
     stop = threading.Event()
     thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
     thread.start()
@@ -306,11 +323,23 @@ def decisions(listener, device: str) -> list[tuple[str, str, str | None]]:
     ("gate-r", "probe/Alex_Lacamoire/alex_lacamoire1.jpg", ("denied", "restricted", "Alex_Lacamoire")),
     ("gate-u", "strangers/paul_rudd.jpg", ("denied", "unknown", None)),
 ])
-def test_an_authorised_a_restricted_and_an_unknown_face_get_their_access_decision(recognizer, listener, device, photo, first):
+def test_an_authorised_a_restricted_and_an_unknown_face_get_their_access_decision(recognizer, listener, hooks, device, photo,
+                                                                                 first):
     see(listener, recognizer, device, (FACES_DEV / photo).read_bytes())
     # The person walks away (no more frames): the track ends and the door's decision goes back to "no face".
     assert wait_for(lambda: len(decisions(listener, device)) >= 2, 15), decisions(listener, device)
     assert decisions(listener, device) == [first, ("denied", "no_face", None)]
+    if device == "gate-r":  # the webhook settings ask for restricted faces and denials, signed
+        from recognizer.webhooks import verify
+
+        def posted() -> list[dict]:
+            return [r.json for r in hooks.at("/facebus") if r.json["payload"]["device_id"] == device]
+
+        assert wait_for(lambda: len(posted()) >= 3, 10), posted()
+        kinds = [(b["type"], b["payload"].get("person"), b["payload"].get("decision")) for b in posted()]
+        assert kinds == [("face", "Alex_Lacamoire", None), ("access", "Alex_Lacamoire", "denied"), ("access", None, "denied")]
+        assert all(verify(HOOK_SECRET, r.body, r.headers["X-Facebus-Signature"]) for r in hooks.at("/facebus"))
+        assert all(b["payload"].get("crop_jpeg_b64") is None for b in posted())
     (message,) = [m for m in listener.messages if m.topic == TOPICS.access(device)][:1]
     assert message.qos == 1 and not message.retain
     assert 0 < message.properties.MessageExpiryInterval <= recognizer.access_settings.expiry_s
@@ -350,3 +379,22 @@ def test_the_annotated_view_shows_each_face_boxed_in_its_category_colour(recogni
     assert not (inside[0] > 150 and inside[1] < 100 and inside[2] < 100), inside  # the face is not painted over
     annotated = sum(m.topic == TOPICS.annotated("lobby") for m in listener.messages)
     assert annotated < sent  # rate-limited: fewer annotated frames than frames
+
+
+def test_a_new_camera_is_announced_to_home_assistant_retained(recognizer, listener, mosquitto):
+    listener.publish_frame("garage", (FACES_DEV / "noface/coffee.jpg").read_bytes())
+    assert wait_for(lambda: recognizer.counters.get("frames_in/garage") >= 1, 10)
+    late = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    configs: dict[str, dict] = {}
+    late.on_message = lambda c, u, m: configs.update({m.topic: json.loads(m.payload)}) if m.retain else None
+    late.connect("127.0.0.1", mosquitto.port)
+    late.subscribe("homeassistant/+/facebus_garage/+/config", qos=1)
+    late.loop_start()
+    try:
+        assert wait_for(lambda: len(configs) == 4, 10), configs
+    finally:
+        late.loop_stop()
+        late.disconnect()
+    assert {topic.split("/")[1] for topic in configs} == {"camera", "sensor", "binary_sensor", "event"}
+    camera = next(c for t, c in configs.items() if t.startswith("homeassistant/camera/"))
+    assert camera["topic"] == TOPICS.annotated("garage")
