@@ -382,19 +382,28 @@ def test_the_annotated_view_shows_each_face_boxed_in_its_category_colour(recogni
 
 
 def test_a_new_camera_is_announced_to_home_assistant_retained(recognizer, listener, mosquitto):
-    listener.publish_frame("garage", (FACES_DEV / "noface/coffee.jpg").read_bytes())
-    assert wait_for(lambda: recognizer.counters.get("frames_in/garage") >= 1, 10)
-    late = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
-    configs: dict[str, dict] = {}
-    late.on_message = lambda c, u, m: configs.update({m.topic: json.loads(m.payload)}) if m.retain else None
-    late.connect("127.0.0.1", mosquitto.port)
-    late.subscribe("homeassistant/+/facebus_garage/+/config", qos=1)
-    late.loop_start()
+    def subscriber(configs: dict[str, dict], retained_only: bool) -> paho.Client:
+        client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+        client.on_message = lambda c, u, m: configs.update({m.topic: json.loads(m.payload)}) \
+            if m.retain or not retained_only else None
+        client.connect("127.0.0.1", mosquitto.port)
+        client.subscribe("homeassistant/+/facebus_garage/+/config", qos=1)
+        client.loop_start()
+        return client
+
+    first, late = {}, {}
+    early = subscriber(first, retained_only=False)
     try:
-        assert wait_for(lambda: len(configs) == 4, 10), configs
+        assert wait_for(lambda: early.is_connected(), 10)
+        listener.publish_frame("garage", (FACES_DEV / "noface/coffee.jpg").read_bytes())
+        assert wait_for(lambda: len(first) == 4, 10), first  # announced when its first frame came
+        arriving = subscriber(late, retained_only=True)  # Home Assistant starting later gets them all, retained
+        assert wait_for(lambda: len(late) == 4, 10), late
+        arriving.loop_stop()
+        arriving.disconnect()
     finally:
-        late.loop_stop()
-        late.disconnect()
-    assert {topic.split("/")[1] for topic in configs} == {"camera", "sensor", "binary_sensor", "event"}
-    camera = next(c for t, c in configs.items() if t.startswith("homeassistant/camera/"))
+        early.loop_stop()
+        early.disconnect()
+    assert {topic.split("/")[1] for topic in late} == {"camera", "sensor", "binary_sensor", "event"}
+    camera = next(c for t, c in late.items() if t.startswith("homeassistant/camera/"))
     assert camera["topic"] == TOPICS.annotated("garage")
