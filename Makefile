@@ -16,12 +16,13 @@ unit: venv
 	$(PY) -m pytest -q tests/unit
 
 # Debian packages: the private Mosquitto and InfluxDB 1.x the demo and tests start, docker-compose v1 (the tests
-# validate docker-compose.yml with it; no Docker engine is installed or needed) and python3-venv.
+# validate docker-compose.yml with it; no Docker engine is installed or needed), chromium (the live page's test
+# drives it with Playwright) and python3-venv.
 deps:
-	@if [ ! -x /usr/sbin/mosquitto ] || [ ! -x /usr/bin/influxd ] || [ ! -x /usr/bin/docker-compose ] || ! python3 -c 'import ensurepip' 2>/dev/null; then \
-		echo "installing Debian packages mosquitto, influxdb, docker-compose (v1, to validate docker-compose.yml), python3-venv"; \
+	@if [ ! -x /usr/sbin/mosquitto ] || [ ! -x /usr/bin/influxd ] || [ ! -x /usr/bin/docker-compose ] || [ ! -x /usr/bin/chromium ] || ! python3 -c 'import ensurepip' 2>/dev/null; then \
+		echo "installing Debian packages mosquitto, influxdb, docker-compose (v1, to validate docker-compose.yml), chromium (the live page's browser test), python3-venv"; \
 		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends \
-			mosquitto mosquitto-clients influxdb docker-compose python3-venv; \
+			mosquitto mosquitto-clients influxdb docker-compose chromium python3-venv; \
 	fi
 
 venv: $(STAMP)

@@ -3,6 +3,7 @@
     facebus publisher --source VIDEO|DIR|URL|INDEX [--device-id ID] ...
     facebus recognizer [--gallery DIR|s3://bucket/prefix] [--tolerance 0.58] ...
     facebus archiver [--influx-url URL] [--crops-dir DIR] ...
+    facebus live        the live page: annotated camera views, latest events and access decisions (docs/live.md)
     facebus demo        the whole pipeline on the bundled clip, with private Mosquitto and InfluxDB
     facebus faces add|remove|move|list|import|identify|forget …   the face gallery (folder or S3) from the CLI
     facebus grafana push --url URL --token TOKEN     datasource + dashboards to a running Grafana
@@ -92,6 +93,12 @@ def cmd_grafana(args: argparse.Namespace) -> int:
     return grafana.main(args)
 
 
+def cmd_live(args: argparse.Namespace) -> int:
+    from recognizer import live
+
+    return live.main(cfg.load(cfg.MqttSettings, args), cfg.load(cfg.LiveSettings, args), _stop_on_signals())
+
+
 def cmd_broker(args: argparse.Namespace) -> int:
     from facebus import broker
 
@@ -135,6 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
     cfg.add_arguments(p, cfg.InfluxSettings)
     cfg.add_arguments(p, cfg.MqttSettings)
     p.set_defaults(func=cmd_archiver)
+
+    p = sub.add_parser("live", help="serve the live page: every camera's annotated view, the latest events and decisions")
+    cfg.add_arguments(p, cfg.LiveSettings)
+    cfg.add_arguments(p, cfg.MqttSettings)
+    p.set_defaults(func=cmd_live)
 
     p = sub.add_parser("demo", help="run the whole pipeline on the bundled clip and print the archived entries")
     p.add_argument("--state-dir", default=".state/demo", help="where the demo's servers keep their data and crops")

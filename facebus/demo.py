@@ -77,6 +77,12 @@ class Pipeline:
             self.watcher.subscribe(Topics().all_access, lambda m: self.decisions_seen.append(m.payload), qos=1)
             self.watcher.start()
             self._stack.callback(self.watcher.stop)
+            from facebus.settings import LiveSettings
+            from recognizer.live import LivePage
+
+            self.live = LivePage(self.mqtt_settings("viewer"), LiveSettings(), port=0)
+            self.live.start()
+            self._stack.callback(self.live.stop)
             self.recognizer = self.spawn("recognizer", "--gallery", self.gallery)
             self.archiver = self.spawn(
                 "archiver", "--crops-dir", str(self.crops_dir), "--throttle-s", str(self.throttle_s),
@@ -203,6 +209,8 @@ def main(args: argparse.Namespace) -> int:
     started = time.monotonic()
     state_dir = Path(args.state_dir)
     with Pipeline(state_dir, args.gallery) as pipeline:
+        print(f"live page: {pipeline.live.url} (user viewer, password in {pipeline.credentials('viewer')}); "
+              "open it while the clip plays", flush=True)
         print(f"mosquitto on 127.0.0.1:{pipeline.mosquitto.port} (TLS, accounts and ACL of {pipeline.broker_dir}), "
               f"influxd on {pipeline.influxd.url}, "
               f"recognizer and archiver online; publishing {args.video} at speed {args.speed}", flush=True)

@@ -99,10 +99,9 @@ def start_mosquitto(state_dir: Path, port: int | None = None, secure_dir: Path |
         conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nuser {getpass.getuser()}\n"
                         f"persistence_location {state_dir.resolve()}/\n{SESSION_CONF}log_dest stderr\n")
     log_path = state_dir / "mosquitto.log"
-    process = subprocess.Popen(
-        [_binary("mosquitto", "/usr/sbin/mosquitto"), "-c", str(conf)],
-        stdout=log_path.open("ab"), stderr=subprocess.STDOUT,
-    )
+    with log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen([_binary("mosquitto", "/usr/sbin/mosquitto"), "-c", str(conf)],
+                                   stdout=log, stderr=subprocess.STDOUT)
     server = Server("mosquitto", port, process, log_path)
     try:
         _wait_for_port(port, process, 10, "mosquitto")

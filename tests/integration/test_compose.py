@@ -130,7 +130,7 @@ def test_every_service_rotates_its_logs_and_restarts():
         assert service.get("logging") == data["x-logging"], name
         assert service.get("restart") == "unless-stopped", name
     assert set(data["services"]) == {
-        "mosquitto", "influxdb", "grafana", "s3", "recognizer", "archiver", "crops", "publisher"
+        "mosquitto", "influxdb", "grafana", "s3", "recognizer", "archiver", "crops", "live", "publisher"
     }
     assert data["services"]["publisher"]["profiles"] == ["camera"]
     assert all("profiles" not in s for n, s in data["services"].items() if n != "publisher")
@@ -381,7 +381,7 @@ SECRET_HOLDERS = {
     "GRAFANA_ADMIN_PASSWORD": {"grafana"},
 }
 # Who may hold each MQTT account's password (credentials/<account>.env): its one service; the viewer is for people.
-ACCOUNT_HOLDERS = {"recognizer": {"recognizer"}, "archiver": {"archiver"}, "camera1": {"publisher"}, "viewer": set()}
+ACCOUNT_HOLDERS = {"recognizer": {"recognizer"}, "archiver": {"archiver"}, "camera1": {"publisher"}, "viewer": {"live"}}
 
 
 def holders(resolved: dict, value: str) -> set[str]:
@@ -407,7 +407,8 @@ def test_no_secret_is_shared_by_services_that_do_not_need_it(tmp_path, secure_di
             if source == secure or source.startswith(secure + os.sep):
                 mounted = os.path.relpath(source, secure)
                 assert (name, mounted) == ("mosquitto", ".") or (
-                    name in SERVICES_BUILT and mounted == "ca.crt" and volume.endswith(f":{CA_IN_CONTAINER}:ro")
+                    name in (*SERVICES_BUILT, "live") and mounted == "ca.crt"
+                    and volume.endswith(f":{CA_IN_CONTAINER}:ro")
                 ), (name, volume)
     assert all(f":{CA_IN_CONTAINER}:ro" in " ".join(resolved[name]["volumes"]) for name in SERVICES_BUILT)
 
@@ -433,6 +434,7 @@ def test_only_mqtt_and_grafana_are_published_on_every_interface(tmp_path, secure
         "influxdb": [("127.0.0.1", "8086:8086")],
         "s3": [("127.0.0.1", "8333:8333")],
         "crops": [("127.0.0.1", "8081:80")],  # faces, without authentication: this host only
+        "live": [("127.0.0.1", "8090:8090")],  # plain HTTP with the viewer's password: this host only
     }
 
 

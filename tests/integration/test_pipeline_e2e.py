@@ -89,3 +89,13 @@ def test_every_service_ran_over_tls_with_its_own_account_and_nothing_was_refused
     assert rows and all(row.crop_path for row in rows)
     for service in ("recognizer", "archiver"):
         assert "refused" not in (pipeline.state_dir / f"{service}.log").read_text()
+
+
+def test_the_demo_live_page_showed_the_camera_and_its_named_events_and_decisions(run):
+    """The demo's live page (recognizer.live, logged in as the viewer) received the annotated view and the log."""
+    pipeline, _ = run
+    state = pipeline.live.state_json()
+    (camera,) = state["cameras"]
+    assert camera["device"] == DEVICE_ID and camera["frames"] >= 5 and camera["width_px"] == 640
+    logged = json.dumps(state["log"])
+    assert "Lin_Manuel_Miranda" in logged and "Alex_Lacamoire" in logged and '"granted"' in logged
