@@ -42,7 +42,7 @@ from facebus.topics import OFFLINE, ONLINE, Topics
 log = logging.getLogger(__name__)
 
 NOT_AUTHORIZED = 135  # MQTT v5 reason code of a PUBACK/SUBACK/CONNACK the broker's ACL or accounts refused
-MAX_PENDING = 10_000  # QoS 1 publishes remembered for their answer; refusal log keys (bounded like everything else)
+MAX_REFUSALS_LOGGED = 10_000  # distinct refused topics logged (once each); bounded like everything else
 
 
 @dataclass(frozen=True)
@@ -112,9 +112,8 @@ class MqttClient:
                 keyfile=str(settings.key_file) if settings.key_file else None,
             )
             self._client.tls_insecure_set(settings.tls_insecure)
-        self._pending: dict[int, str] = {}  # mid -> topic of QoS 1/2 publishes awaiting the broker's answer
-        # mid -> refusal that came before publish() returned (QoS 0 publishes are answered at once, with success)
-        self._early: dict[int, object] = {}
+        # mid -> topic of QoS 1/2 publishes awaiting the broker's answer; bounded by the 65535 mids, which come round
+        self._pending: dict[int, str] = {}
         self._subscriptions: dict[int, str] = {}  # mid -> topic filter of SUBSCRIBEs awaiting their SUBACK
         self._pending_lock = threading.Lock()
         self._refused: set[str] = set()  # topics a refusal was logged for (once each)
@@ -148,14 +147,9 @@ class MqttClient:
         messages wait in paho's queue while disconnected; QoS 0 is dropped then."""
         props = publish_properties(properties, expiry_s) if properties or expiry_s is not None else None
         info = self._client.publish(topic, payload, qos=qos, retain=retain, properties=props)
-        if qos > 0:
-            # Not under a lock of ours across paho's publish: paho calls on_publish holding its own message lock.
+        if qos > 0:  # not under our lock across paho's publish: paho calls on_publish holding its own message lock
             with self._pending_lock:
-                early = self._early.pop(info.mid, None)  # the broker answered before we got here
-                if early is None and len(self._pending) < MAX_PENDING:
-                    self._pending[info.mid] = topic
-            if early is not None and early.is_failure:
-                self._refused_by_broker("publish to", topic, early)
+                self._pending[info.mid] = topic
         return info
 
     def start(self) -> None:
@@ -234,10 +228,8 @@ class MqttClient:
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         with self._pending_lock:
             topic = self._pending.pop(mid, None)
-            if topic is None and reason_code.is_failure and len(self._early) < MAX_PENDING:
-                self._early[mid] = reason_code
-        if topic is not None and reason_code.is_failure:
-            self._refused_by_broker("publish to", topic, reason_code)
+        if reason_code.is_failure:  # topic None: answered before publish() had noted it (or a QoS 0 message)
+            self._refused_by_broker("publish to", topic or f"(message {mid})", reason_code)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         with self._pending_lock:
@@ -254,7 +246,7 @@ class MqttClient:
                       reason_code, reason_code.value, hint, extra={"topic": topic})
 
     def _refusal_is_new(self, key: str) -> bool:
-        if key in self._refused or len(self._refused) >= MAX_PENDING:
+        if key in self._refused or len(self._refused) >= MAX_REFUSALS_LOGGED:
             return False
         self._refused.add(key)
         return True
