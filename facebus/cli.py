@@ -64,7 +64,8 @@ def cmd_recognizer(args: argparse.Namespace) -> int:
 
     return service.main(cfg.load(cfg.MqttSettings, args), cfg.load(cfg.RecognizerSettings, args),
                         cfg.load(cfg.StatsSettings, args).interval_s, _stop_on_signals(),
-                        cfg.load(cfg.AccessSettings, args), cfg.load(cfg.WebhookSettings, args))
+                        cfg.load(cfg.AccessSettings, args), cfg.load(cfg.WebhookSettings, args),
+                        cfg.load(cfg.VisitorSettings, args))
 
 
 def cmd_archiver(args: argparse.Namespace) -> int:
@@ -131,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("recognizer", help="name the faces in every device's frames and publish face events")
     cfg.add_arguments(p, cfg.RecognizerSettings)
     cfg.add_arguments(p, cfg.AccessSettings)
+    cfg.add_arguments(p, cfg.VisitorSettings)
     cfg.add_arguments(p, cfg.WebhookSettings)
     cfg.add_arguments(p, cfg.StatsSettings)
     cfg.add_arguments(p, cfg.MqttSettings)

@@ -16,7 +16,8 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AwareDatetime, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
+                      model_validator)
 
 from facebus.topics import DEVICE_ID_PATTERN, ID_PATTERN, UNKNOWN_PERSON
 
@@ -64,6 +65,17 @@ class FaceQuality(BaseModel):
     width_px: int = Field(..., ge=0, description="Face box width in pixels of the frame.")
     sharpness: float = Field(..., ge=0, description="Variance of the Laplacian of the face at 64x64 (higher = sharper).")
     frontal: float = Field(..., ge=0, le=1, description="1 for a frontal face, towards 0 for a profile.")
+
+
+VISITOR_ID_PATTERN = r"^v-[0-9a-f]{6,16}$"
+
+
+class Visitor(BaseModel):
+    """The recurring stranger an unknown track was recognised as (docs/visitors.md)."""
+
+    visitor_id: str = Field(..., pattern=VISITOR_ID_PATTERN, description="Stable opaque id, e.g. v-7f3a9c; the same stranger keeps it across cameras, days and restarts.")
+    visits: int = Field(..., ge=1, description="Visits so far, this one included (tracks more than the visit gap apart).")
+    first_seen: AwareDatetime = Field(..., description="Capture time the visitor was first seen, UTC RFC 3339.")
 
 
 class FaceEvent(BaseModel):
@@ -118,10 +130,17 @@ class FaceEvent(BaseModel):
     box: Box
     frame_width_px: int = Field(..., gt=0, description="Width of the frame of the best view in pixels.")
     frame_height_px: int = Field(..., gt=0, description="Height of the frame of the best view in pixels.")
+    visitor: Visitor | None = Field(
+        None, description="For an unknown face that was encoded: the visitor it was recognised as (null when visitors are off, or for a named person).",
+    )
     crop_jpeg_b64: str | None = Field(
         None, description="Crop of the best view with a margin, JPEG, base64 (standard alphabet); only on "
         "<prefix>/<device_id>/face_with_crop (the archiver's topic), null on <prefix>/<device_id>/face.",
     )
+
+    # Within the recognizer only (never serialised): the track's face encodings, from the worker to the process that
+    # gives unknown tracks their visitor.
+    _encodings: list = PrivateAttr(default_factory=list)
 
     @field_validator("captured_at", "recognized_at")
     @classmethod

@@ -327,6 +327,37 @@ class AccessSettings(BaseSettings):
     )
 
 
+class VisitorSettings(BaseSettings):
+    """Recurring unknown faces: stable visitor ids, their store and its retention (docs/visitors.md)."""
+
+    model_config = _config("FACEBUS_VISITORS_")
+
+    enabled: bool = Field(True, title="Visitors", description="Give unknown faces a stable visitor id and keep the visitor store; false: nothing is kept about strangers.")
+    store: str | None = Field(
+        None, title="Visitor store",
+        description="Folder or s3://bucket/prefix of the visitor store; empty: the gallery's own source, under Visitors/.",
+    )
+    tolerance: float | None = Field(
+        None, gt=0, le=2, title="Visitor tolerance",
+        description="Largest face distance at which an unknown face is a known visitor; stricter than for enrolled "
+        "people. Empty: the model's default (docs/visitors.md).",
+    )
+    retention_days: float = Field(
+        30.0, gt=0, title="Retention", description="A visitor not seen for this many days is deleted with their photos.",
+    )
+    visit_gap_s: float = Field(
+        600.0, ge=0, title="Visit gap", description="A visitor seen again after this long (s) counts a new visit.",
+    )
+    max_visitors: int = Field(10_000, ge=1, title="Visitors kept", description="Most visitors kept; past it the one seen longest ago is deleted.")
+    max_encodings: int = Field(5, ge=1, le=50, title="Encodings per visitor", description="Face encodings kept per visitor (the best views).")
+    max_crops: int = Field(3, ge=0, le=20, title="Crops per visitor", description="Face crops kept per visitor (JPEG) for promote and the dashboards.")
+
+    @field_validator("store", "tolerance", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+
 class WebhookSettings(BaseSettings):
     """HTTP POSTs of face events and access decisions (docs/webhooks.md)."""
 
@@ -485,8 +516,8 @@ S = TypeVar("S", bound=BaseSettings)
 
 # Flags of shared concerns carry a prefix (--mqtt-host, --influx-url); a service's own flags have none (--device-id).
 _FLAG_PREFIXES = {"MqttSettings": "mqtt_", "InfluxSettings": "influx_", "LogSettings": "log_", "StatsSettings": "stats_",
-                  "AccessSettings": "access_", "WebhookSettings": "webhook_"}
-ALL_SETTINGS = (MqttSettings, PublisherSettings, RecognizerSettings, AccessSettings, WebhookSettings, LiveSettings,
+                  "AccessSettings": "access_", "WebhookSettings": "webhook_", "VisitorSettings": "visitors_"}
+ALL_SETTINGS = (MqttSettings, PublisherSettings, RecognizerSettings, AccessSettings, VisitorSettings, WebhookSettings, LiveSettings,
                 InfluxSettings, ArchiverSettings, LogSettings, StatsSettings)
 
 

@@ -262,7 +262,7 @@ class Engine:
     def _event(self, device: _Device, track: Track, event_type: EventType, at: datetime) -> FaceEvent:
         identity, view = track.announced, device.best_views[track.track_id]
         match = identity.match
-        return FaceEvent(
+        event = FaceEvent(
             event_type=event_type,
             track_id=track.track_id,
             model=self.model.name,
@@ -290,3 +290,6 @@ class Engine:
             frame_height_px=view.frame_size_px[1],
             crop_jpeg_b64=base64.b64encode(view.crop_jpeg).decode("ascii"),
         )
+        if identity.person is None:
+            event._encodings = list(track.encodings)  # for the visitor (recognizer.visitors), never published
+        return event

@@ -41,6 +41,9 @@ CATEGORY_FOLDERS = {
 }
 
 
+VISITORS_FOLDER = "Visitors"  # the visitor store's folder beside Authorised/ and Restricted/ (recognizer.visitors)
+
+
 def parse_key(key: str) -> tuple[Category, str] | None:
     """(category, person id) of a gallery image key such as ``Authorised/Alice.jpg`` or ``Restricted/Bob/1.png``;
     None for keys outside the layout (other folders, other file types, reserved or malformed names)."""

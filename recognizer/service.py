@@ -9,15 +9,17 @@ match (recognizer.workers, recognizer.engine). A gallery thread polls the galler
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import threading
 import time
+from collections import OrderedDict
 
-from facebus.events import CAPTURE_TIME_PROPERTY, AccessDecision, EventType, FaceEvent, parse_time, utc_now
+from facebus.events import CAPTURE_TIME_PROPERTY, AccessDecision, Category, EventType, FaceEvent, Visitor, parse_time, utc_now
 from facebus.images import ImageError, check_frame
 from facebus.mqtt import Message, MqttClient
-from facebus.settings import AccessSettings, MqttSettings, RecognizerSettings, WebhookSettings
+from facebus.settings import AccessSettings, MqttSettings, RecognizerSettings, VisitorSettings, WebhookSettings
 from facebus.stats import Samples, split_by_device
 from facebus.topics import Topics
 from recognizer.access import AccessState
@@ -25,20 +27,30 @@ from recognizer.discovery import discovery_messages
 from recognizer.engine import FrameResult
 from recognizer.gallery import GalleryLoader
 from recognizer.sharing import Membership
+from recognizer.visitors import Visitors, VisitorStore
 from recognizer.webhooks import Webhooks
 from recognizer.workers import DeviceOwners, Frame, Worker
 
 log = logging.getLogger(__name__)
 
+MAX_TRACK_VISITORS = 10_000  # live tracks remembered with their visitor, for their later events
+RETENTION_EVERY_S = 60.0
+
 
 class Recognizer:
     def __init__(self, settings: RecognizerSettings, mqtt: MqttClient, gallery: GalleryLoader,
-                 access: AccessSettings | None = None, webhooks: WebhookSettings | None = None) -> None:
+                 access: AccessSettings | None = None, webhooks: WebhookSettings | None = None,
+                 visitors: VisitorSettings | None = None) -> None:
         self.settings = settings
         self.access_settings = access or AccessSettings()
         self.access = AccessState(self.access_settings, settings.max_devices)
         self.webhooks = Webhooks(webhooks or WebhookSettings(), mqtt.counters)
         self._discovered: set[str] = set()  # devices whose Home Assistant configs were published (bounded by max_devices)
+        visitors = visitors or VisitorSettings()
+        self.visitors = (Visitors(visitors, settings.model, VisitorStore.open(visitors, settings.gallery))
+                         if visitors.enabled else None)
+        self._track_visitors: OrderedDict[str, Visitor] = OrderedDict()
+        self._track_visitors_lock = threading.Lock()
         self.mqtt = mqtt
         self.gallery = gallery  # its index is replaced whole by the gallery thread: readers see the old or the new
         self.counters = mqtt.counters
@@ -190,6 +202,8 @@ class Recognizer:
         ``frame_tracks``: the events come with a frame's live tracks, which decide access (else an ended track
         decides it again)."""
         for event in events:
+            if event.category is Category.unknown and self.visitors is not None:
+                event = self.with_visitor(event)
             self.mqtt.publish(self.mqtt.topics.face(event.device_id), event.without_crop().to_json(), qos=1)
             self.mqtt.publish(self.mqtt.topics.face_with_crop(event.device_id), event.to_json(), qos=1)
             self.webhooks.send_event(event)
@@ -206,6 +220,23 @@ class Recognizer:
                 "-" if event.distance is None else f"{event.distance:.3f}", event.second_person,
                 "-" if event.second_distance is None else f"{event.second_distance:.3f}", event.frames, event.samples,
             )
+
+    def with_visitor(self, event: FaceEvent) -> FaceEvent:
+        """The unknown track's event with its visitor: found or made from the track's encodings on its first event
+        that has any, then the same for the track's later events. Unchanged when the track was never encoded."""
+        with self._track_visitors_lock:
+            visitor = self._track_visitors.get(event.track_id)
+        if visitor is None and event._encodings:
+            crop = base64.b64decode(event.crop_jpeg_b64) if event.crop_jpeg_b64 else None
+            visitor = self.visitors.see(event._encodings, event.device_id, event.first_seen, crop)
+            with self._track_visitors_lock:
+                self._track_visitors[event.track_id] = visitor
+                while len(self._track_visitors) > MAX_TRACK_VISITORS:
+                    self._track_visitors.popitem(last=False)
+        if event.event_type is EventType.ended:
+            with self._track_visitors_lock:
+                self._track_visitors.pop(event.track_id, None)
+        return event if visitor is None else event.model_copy(update={"visitor": visitor})
 
     def _feed(self, worker: Worker, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -318,6 +349,11 @@ class Recognizer:
             return
         self.start_workers()
         self.webhooks.start()
+        writer = None
+        if self.visitors is not None:
+            self.visitors.flush_once()  # read the visitor store first: a stranger seen before keeps their id
+            writer = threading.Thread(target=self.visitors.run, args=(stop,), name="visitors", daemon=True)
+            writer.start()
         self.mqtt.start()
         if self.settings.gallery_poll_s > 0:
             threading.Thread(target=self._watch_gallery, args=(stop,), name="gallery", daemon=True).start()
@@ -325,10 +361,13 @@ class Recognizer:
                    for w in self.workers]
         for feeder in feeders:
             feeder.start()
-        last_stats = time.monotonic()
+        last_stats = last_retention = time.monotonic()
         try:
             while not stop.wait(min(1.0, stats_interval_s)):
                 self.expire_devices()
+                if self.visitors is not None and time.monotonic() - last_retention >= RETENTION_EVERY_S:
+                    last_retention = time.monotonic()
+                    self.visitors.expire()
                 elapsed_s = time.monotonic() - last_stats
                 if elapsed_s >= stats_interval_s:
                     last_stats = time.monotonic()
@@ -340,13 +379,17 @@ class Recognizer:
                 feeder.join(timeout=5)
             for worker in self.workers:
                 self.publish_events(worker.stop())
+            if writer is not None:
+                writer.join(10)
+                self.visitors.flush_once()  # what the last events changed
             self.webhooks.stop(5.0)
             self.mqtt.stop()
             log.info("recognizer stopped; totals %s", self.counters.snapshot())
 
 
 def main(mqtt_settings: MqttSettings, settings: RecognizerSettings, stats_interval_s: float, stop: threading.Event,
-         access: AccessSettings | None = None, webhooks: WebhookSettings | None = None) -> int:
+         access: AccessSettings | None = None, webhooks: WebhookSettings | None = None,
+         visitors: VisitorSettings | None = None) -> int:
     """The recognizer service, wired from its settings; runs until ``stop`` is set. Returns the exit code (1 for a
     gallery setting that cannot be opened, e.g. ``s3://`` without a bucket)."""
     from recognizer.photos import open_gallery
@@ -358,5 +401,5 @@ def main(mqtt_settings: MqttSettings, settings: RecognizerSettings, stats_interv
         return 1
     availability = Topics(mqtt_settings.topic_prefix).service_availability(settings.instance)
     mqtt = MqttClient(mqtt_settings, availability, settings.instance)
-    Recognizer(settings, mqtt, gallery, access, webhooks).run(stop, stats_interval_s)
+    Recognizer(settings, mqtt, gallery, access, webhooks, visitors).run(stop, stats_interval_s)
     return 0

@@ -22,7 +22,7 @@ import numpy as np
 from facebus.events import Category
 from facebus.images import ImageError, encode_jpeg, load_photo, scale_image
 from facebus.topics import ID_RE, UNKNOWN_PERSON
-from recognizer.gallery import CATEGORY_FOLDERS, GallerySource, Rejected, parse_key
+from recognizer.gallery import CATEGORY_FOLDERS, VISITORS_FOLDER, GallerySource, Rejected, parse_key
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +249,8 @@ def summarize(
 def outside_layout(keys: Iterable[str]) -> list[str]:
     """Keys the recognizer ignores (not ``<Category>/<Person>.jpg|png`` or ``<Category>/<Person>/<any>.jpg|png``),
     hidden files left out."""
-    return sorted(k for k in keys if parse_key(k) is None and not any(p.startswith(".") for p in k.split("/")))
+    return sorted(k for k in keys if parse_key(k) is None and not any(p.startswith(".") for p in k.split("/"))
+                  and k.split("/")[0] != VISITORS_FOLDER)
 
 
 def placement(path: str, default: Category) -> tuple[Category, str] | None:

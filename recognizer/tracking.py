@@ -54,6 +54,7 @@ class TrackPolicy:
     margin: float = 0.0
 
 
+MAX_ENCODINGS = 5  # distinct views' encodings a track keeps (for visitors: the first and the newest)
 DISTINCT_DISTANCE = 0.02  # face distance below which two samples of a track are the same view (a repeated frame)
 
 
@@ -92,6 +93,7 @@ class Track:
     consistent: Counter = field(default_factory=Counter)  # person -> distinct samples nearest them (consistency rule)
     consistent_match: dict[str, Match] = field(default_factory=dict)  # person -> their nearest such sample
     last_encoding: np.ndarray | None = field(default=None, repr=False)
+    encodings: list[np.ndarray] = field(default_factory=list, repr=False)  # distinct views: the first + the newest
     last_sample_at: datetime | None = None
     best_view: float = -1.0
     announced: Identity | None = None  # the identity last published for this track
@@ -133,6 +135,10 @@ class Track:
             float(np.linalg.norm(encoding - self.last_encoding)) >= DISTINCT_DISTANCE)
         if encoding is not None:
             self.last_encoding = encoding
+            if distinct:
+                self.encodings.append(encoding)
+                if len(self.encodings) > MAX_ENCODINGS:
+                    del self.encodings[1]  # keep the first view and the newest
         if distinct and _consistent(match, policy):
             self.consistent[match.nearest_person] += 1
             best = self.consistent_match.get(match.nearest_person)
