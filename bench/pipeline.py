@@ -530,7 +530,8 @@ def wait_for(condition, timeout_s: float, what: str, process: subprocess.Popen |
 
 def start_recognizer(port: int, log_path: Path) -> subprocess.Popen:
     env = dict(os.environ, FACEBUS_MQTT_HOST="127.0.0.1", FACEBUS_MQTT_PORT=str(port), FACEBUS_LOG_JSON="0",
-               FACEBUS_RECOGNIZER_CACHE_DIR=str(CACHE_DIR), FACEBUS_STATS_INTERVAL_S=str(STATS_INTERVAL_S))
+               FACEBUS_RECOGNIZER_CACHE_DIR=str(CACHE_DIR), FACEBUS_STATS_INTERVAL_S=str(STATS_INTERVAL_S),
+               FACEBUS_VISITORS_STORE=str(log_path.parent / "visitors"))  # not in the repo's sample gallery
     with log_path.open("wb") as log:
         return subprocess.Popen([sys.executable, "-m", "facebus", "recognizer", "--gallery", str(GALLERY)],
                                 cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -35,6 +35,7 @@ class Row:
     category: str
     distance: float
     crop_path: str
+    visitor_id: str | None = None
 
 
 class Pipeline:
@@ -68,6 +69,7 @@ class Pipeline:
                 FACEBUS_MQTT_HOST="127.0.0.1",
                 FACEBUS_INFLUX_URL=self.influxd.url,
                 FACEBUS_LOG_JSON="0",
+                FACEBUS_VISITORS_STORE=str(self.state_dir / "visitors"),  # not in the sample gallery of the repo
                 **self.extra_env,
             )
             self.watcher = MqttClient(self.mqtt_settings("viewer"), None, "demo")
@@ -180,7 +182,8 @@ class Pipeline:
             for values in series["values"]:
                 item = dict(zip(columns, values))
                 rows.append(
-                    Row(item["time"], item["device"], item["person"], item["category"], item["distance"], item["crop_path"])
+                    Row(item["time"], item["device"], item["person"], item["category"], item["distance"], item["crop_path"],
+                        item.get("visitor_id"))
                 )
         return rows
 
@@ -190,7 +193,8 @@ def print_table(rows: list[Row], crops_dir: Path) -> None:
     print(header)
     print("-" * len(header))
     for row in rows:
-        print(f"{row.time:<26} {row.device:<10} {row.person:<22} {row.category:<11} {row.distance:>8.3f}  {row.crop_path}")
+        who = f"{row.person} {row.visitor_id}" if row.visitor_id else row.person
+        print(f"{row.time:<26} {row.device:<10} {who:<22} {row.category:<11} {row.distance:>8.3f}  {row.crop_path}")
     print(f"\n{len(rows)} entries; crops under {crops_dir.resolve()}")
 
 

@@ -37,16 +37,22 @@ def test_one_entry_per_person_per_throttle_window(run):
     assert set(per_person.values()) == {1}
     events = [json.loads(p) for p in pipeline.faces_seen]
     lin_tracks = {e["track_id"] for e in events if e["person"] == "Lin_Manuel_Miranda"}
-    assert 2 <= len(lin_tracks) <= 4, "Lin is in two shots of the clip: a track or two each, not an event per frame"
+    # Lin is in two shots of the clip: a track or two each, not an event per frame (on a loaded machine the first
+    # shot, 0.7 s long, may go by before his face is named: then one track).
+    assert 1 <= len(lin_tracks) <= 4, lin_tracks
     for track in lin_tracks:
         kinds = [e["event_type"] for e in events if e["track_id"] == track]
         assert kinds[0] == "decided" and kinds[-1] == "ended" and kinds.count("ended") == 1
 
 
-def test_unknown_faces_are_throttled_per_device(run):
-    _, rows = run
+def test_unknown_faces_are_throttled_per_visitor_and_without_one_per_device(run):
+    pipeline, rows = run
     unknown = [row for row in rows if row.person == "unknown"]
-    assert len(unknown) <= 1
+    visitors = [row.visitor_id for row in unknown if row.visitor_id]
+    assert len(visitors) == len(set(visitors)), "one entry per visitor per throttle window"
+    assert len([row for row in unknown if not row.visitor_id]) <= 1, "faces never encoded: one entry per device"
+    in_events = {e["visitor"]["visitor_id"] for e in map(json.loads, pipeline.faces_seen) if e.get("visitor")}
+    assert set(visitors) <= in_events and in_events, "the audience members were given visitor ids"
 
 
 def test_entries_carry_device_distance_and_a_crop_that_is_a_jpeg(run):

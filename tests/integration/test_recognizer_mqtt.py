@@ -37,7 +37,7 @@ def hooks():
 
 @pytest.fixture(scope="module")
 def recognizer(mosquitto, tmp_path_factory, hooks):
-    from facebus.settings import WebhookSettings
+    from facebus.settings import VisitorSettings, WebhookSettings
     from recognizer.photos import open_gallery
     from recognizer.service import Recognizer
 
@@ -49,7 +49,8 @@ def recognizer(mosquitto, tmp_path_factory, hooks):
     mqtt = MqttClient(mqtt_settings(mosquitto.port, "recognizer"), TOPICS.service_availability("recognizer"), "recognizer")
     webhooks = WebhookSettings(urls=[hooks.url("/facebus")], secret=HOOK_SECRET, categories=["restricted"],
                                decisions=["denied"])
-    service = Recognizer(settings, mqtt, gallery, webhooks=webhooks)
+    visitors = VisitorSettings(store=str(tmp_path_factory.mktemp("visitors")))  # not in the repo's sample gallery
+    service = Recognizer(settings, mqtt, gallery, webhooks=webhooks, visitors=visitors)
     stop = threading.Event()
     thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
     thread.start()

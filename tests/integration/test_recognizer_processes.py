@@ -56,6 +56,7 @@ def recognizer(folder, port: int, instance: str = "recognizer", **env: str) -> S
         "FACEBUS_MQTT_PORT": str(port), "FACEBUS_MQTT_CLIENT_ID": f"{instance}-{uuid.uuid4().hex[:8]}",
         "FACEBUS_RECOGNIZER_INSTANCE": instance, "FACEBUS_RECOGNIZER_WORKERS": "1",
         "FACEBUS_RECOGNIZER_GALLERY": str(GALLERY), "FACEBUS_RECOGNIZER_CACHE_DIR": str(folder / "cache"),
+        "FACEBUS_VISITORS_STORE": str(folder / "visitors"),
         "FACEBUS_STATS_INTERVAL_S": "1", **env})
 
 
