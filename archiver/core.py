@@ -6,8 +6,8 @@ crop_files_of() is the one exception: it lists the crops folder (and changes not
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
 from string import Formatter
 
@@ -19,25 +19,40 @@ from facebus.topics import ID_RE, UNKNOWN_PERSON
 UNKNOWN_TAG = UNKNOWN_PERSON  # person tag of faces nobody matched (the gallery reserves this id)
 
 
-def throttle_key(event: FaceEvent) -> str:
-    """What one throttle window covers: a known person across all devices, unknown faces per device
-    (so a crowd of strangers at one door cannot flood the log, and every door still logs its first stranger)."""
-    if event.person is None:
-        return f"{UNKNOWN_TAG}@{event.device_id}"
-    return f"person:{event.person}"
+ThrottleKey = tuple[str, str]
+
+
+def throttle_key(event: FaceEvent) -> ThrottleKey:
+    """What one throttle window covers: ``("person", id)`` for a known person, across all devices;
+    ``("visitor", visitor_id)`` for an unknown face recognised as a recurring visitor, across all devices (two
+    strangers at one door each get their entry, one stranger walking past two doors gets one);
+    ``("unknown", device)`` for any other unknown face, per device (so a crowd of unrecognised strangers at one door
+    cannot flood the log, and every door still logs its first stranger)."""
+    if event.person is not None:
+        return ("person", event.person)
+    if event.visitor is not None:
+        return ("visitor", event.visitor.visitor_id)
+    return (UNKNOWN_TAG, event.device_id)
 
 
 class Throttle:
-    """One entry per key per window, on the events' capture times (not wall-clock time).
+    """One entry per key (:func:`throttle_key`) per window, on the events' capture times (not wall-clock time).
 
     ``admit(event)`` is True for the first event of a key and then for the first one at least ``window_s`` after
     the last admitted one. Events older than the last admitted one of their key are refused (late duplicates).
+
+    Bounded: at most ``max_keys`` keys are kept (visitor ids and device ids come from the events, so a forged flood
+    could invent any number); past it the key recorded longest ago is forgotten (its next event may make an entry
+    a little early). The archiver also calls :meth:`forget_before` to drop keys whose window has passed.
     Not thread-safe: the archiver calls it from one thread.
     """
 
-    def __init__(self, window_s: float) -> None:
+    def __init__(self, window_s: float, max_keys: int = 100_000) -> None:
+        if max_keys < 1:
+            raise ValueError("max_keys must be at least 1")
         self.window_s = window_s
-        self._last: dict[str, datetime] = {}
+        self.max_keys = max_keys
+        self._last: dict[ThrottleKey, datetime] = {}  # in the order recorded: the first is the oldest record
 
     def admit(self, event: FaceEvent) -> bool:
         """:meth:`admits` and, when True, :meth:`record`."""
@@ -53,7 +68,11 @@ class Throttle:
 
     def record(self, event: FaceEvent) -> None:
         """Note ``event`` as its key's last entry (call once the entry is safely stored)."""
-        self._last[throttle_key(event)] = event.captured_at
+        key = throttle_key(event)
+        self._last.pop(key, None)  # re-inserted last: the dict stays in the order of recording
+        self._last[key] = event.captured_at
+        while len(self._last) > self.max_keys:
+            del self._last[next(iter(self._last))]
 
     def __len__(self) -> int:
         return len(self._last)
@@ -153,7 +172,9 @@ class Entry:
 
     Tags: person (``unknown`` when nobody matched), category, device. Fields: distance (float, -1 when nothing was
     matched: empty gallery, or a face the quality gate kept from encoding), event_id, track_id, crop_path (strings;
-    crop_path relative to the crops folder). Time: capture time, ms precision.
+    crop_path relative to the crops folder); for an unknown face recognised as a recurring visitor also visitor_id
+    (string), visits (integer) and visitor_first_seen (string, RFC 3339 UTC): fields, not tags, so the series
+    count stays bounded however many strangers come. Time: capture time, ms precision.
     """
 
     time: datetime
@@ -164,9 +185,13 @@ class Entry:
     event_id: str
     crop_path: str
     track_id: str = ""
+    visitor_id: str | None = None
+    visits: int | None = None
+    visitor_first_seen: str | None = None
 
 
 def entry_for(event: FaceEvent) -> Entry:
+    visitor = event.visitor
     return Entry(
         time=event.captured_at,
         person=event.person or UNKNOWN_TAG,
@@ -176,12 +201,58 @@ def entry_for(event: FaceEvent) -> Entry:
         event_id=event.event_id,
         crop_path=str(crop_path(event)),
         track_id=event.track_id,
+        visitor_id=visitor.visitor_id if visitor else None,
+        visits=visitor.visits if visitor else None,
+        visitor_first_seen=format_time(visitor.first_seen) if visitor else None,
     )
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MS = timedelta(milliseconds=1)
+
+
+class EntryTimes:
+    """Keeps entries of one series from sharing a millisecond.
+
+    InfluxDB stores one point per measurement, tag set and time: a second point with the same ones replaces the
+    first (field by field), so it would silently lose an entry and mix the two entries' fields. Entries of a series
+    (tags person, category, device) share a millisecond when two of them come from one frame: two visitors, or a
+    visitor and an unrecognised stranger, at one camera, each with its own throttle key. :meth:`free` moves such an
+    entry's time on by whole milliseconds to the first one not taken (its crop path keeps the capture time).
+
+    Remembers the ``max_kept`` entries recorded last (entries of one frame arrive together); not thread-safe.
+    """
+
+    def __init__(self, max_kept: int = 10_000) -> None:
+        self.max_kept = max_kept
+        self._taken: dict[tuple[str, str, str, int], None] = {}  # in the order recorded
+
+    @staticmethod
+    def _key(entry: Entry, shift_ms: int = 0) -> tuple[str, str, str, int]:
+        return entry.person, entry.category.value, entry.device, (entry.time - _EPOCH) // _MS + shift_ms
+
+    def free(self, entry: Entry) -> Entry:
+        """``entry``, or a copy moved on to the first millisecond no recorded entry of its series has."""
+        shift = 0
+        while self._key(entry, shift) in self._taken:
+            shift += 1
+        return entry if shift == 0 else replace(entry, time=entry.time + shift * _MS)
+
+    def record(self, entry: Entry) -> None:
+        """Note ``entry``'s series and millisecond as taken (call once it is safely stored)."""
+        key = self._key(entry)
+        self._taken.pop(key, None)
+        self._taken[key] = None
+        while len(self._taken) > self.max_kept:
+            del self._taken[next(iter(self._taken))]
+
+    def __len__(self) -> int:
+        return len(self._taken)
 
 
 def point_for(entry: Entry, measurement: str = "face_entry") -> Point:
     """The InfluxDB point of an entry, millisecond precision (``point.to_line_protocol()`` gives the line)."""
-    return (
+    point = (
         Point(measurement)
         .tag("person", entry.person)
         .tag("category", entry.category.value)
@@ -190,8 +261,14 @@ def point_for(entry: Entry, measurement: str = "face_entry") -> Point:
         .field("event_id", entry.event_id)
         .field("crop_path", entry.crop_path)
         .field("track_id", entry.track_id)
-        .time(entry.time, WritePrecision.MS)
     )
+    if entry.visitor_id is not None:
+        point.field("visitor_id", entry.visitor_id)
+        point.field("visits", int(entry.visits or 0))
+        point.field("visitor_first_seen", entry.visitor_first_seen or "")
+    # whole milliseconds as an int: influxdb_client converts a datetime through a float, which for about one time in
+    # eight on a whole millisecond gives the millisecond before (and entries EntryTimes set apart would meet again)
+    return point.time((entry.time - _EPOCH) // _MS, WritePrecision.MS)
 
 
 STATS_SCHEMA_VERSION = 1

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from archiver.core import Throttle, availability_point, check_times, entry_for, point_for, stats_points
+from archiver.core import EntryTimes, Throttle, availability_point, check_times, entry_for, point_for, stats_points
 from archiver.influx import DeferredWriter, InfluxError, LineWriter
 from archiver.spool import Spool, Spooled, SpoolFull, SpoolLocked
 from facebus.events import EventType, FaceEvent, describe_error, utc_now
@@ -210,6 +210,7 @@ class Archiver:
         self.crops_dir = Path(settings.crops_dir)
         self.topics = topics
         self.throttle = Throttle(settings.throttle_s)
+        self.entry_times = EntryTimes()  # two entries of one frame and series: distinct InfluxDB points
         self.spool, self.writer, self.counters, self.clock = spool, writer, counters, clock
         self.measurement = settings.measurement
         self.stopping = threading.Event()  # set on stop: a handler waiting for room gives up (not acknowledged)
@@ -243,7 +244,7 @@ class Archiver:
         if not self.throttle.admits(event):
             self.counters.add("events_throttled")
             return True
-        entry = entry_for(event)
+        entry = self.entry_times.free(entry_for(event))
         try:  # the crop first: once the entry is spooled and acknowledged, its crop is on disk
             save_atomically(self.crops_dir / entry.crop_path, crop)
         except OSError as exc:
@@ -252,13 +253,15 @@ class Archiver:
         if not self._spool(point_for(entry, self.measurement).to_line_protocol(), event.event_id):
             return False
         self.throttle.record(event)
+        self.entry_times.record(entry)
         self._admitted += 1
         if self._admitted % 1000 == 0:  # keys whose window has passed decide nothing any more: bound the memory
             self.throttle.forget_before(event.captured_at - timedelta(seconds=self.throttle.window_s))
         self.counters.add("entries")
         log.info(
-            "entry %s %s on %s distance=%s crop=%s",
+            "entry %s %s on %s distance=%s crop=%s%s",
             entry.person, entry.category.value, entry.device, f"{entry.distance:.3f}", entry.crop_path,
+            f" visitor={entry.visitor_id} visits={entry.visits}" if entry.visitor_id else "",
         )
         return True
 

@@ -135,21 +135,143 @@ def substitute(query: str, variables: dict, time_from: datetime | int, time_to: 
     return text.replace("$__interval", interval_text)
 
 
+# --- Grafana's table frames and transformations --------------------------------------------------------------------
+
+
+def table_frames(body: dict) -> list[list[dict]]:
+    """An InfluxDB ``/query`` answer (its first result) as Grafana's InfluxQL datasource hands it to a table panel
+    (``resultFormat: table``): one frame per series, a frame being its rows as dicts in column order, the time column
+    named ``Time`` (ms since the epoch; RFC 3339 answers are converted) and the series' tags as columns."""
+    frames = []
+    for series in body["results"][0].get("series", []):
+        tags = series.get("tags") or {}
+        frame = []
+        for values in series["values"]:
+            row = {}
+            for column, value in zip(series["columns"], values, strict=True):
+                if column == "time":
+                    row["Time"] = value if isinstance(value, int | float) or value is None else _ms(
+                        datetime.fromisoformat(value.replace("Z", "+00:00")))
+                else:
+                    row[column] = value
+            frame.append({**row, **tags})
+        frames.append(frame)
+    return frames
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value  # NaN is no number
+
+
+def _reduce(values: list, reducer: str):
+    """Grafana's field reducers (``fieldReducer.ts``), nulls ignored as its default null mode does; ``max``, ``min``,
+    ``sum`` and ``mean`` only see numbers (and times), as for a string field Grafana computes none."""
+    present = [v for v in values if v is not None and v == v]
+    numbers = [v for v in present if _is_number(v)]
+    if reducer == "count":
+        return len(present)
+    if reducer == "countAll":
+        return len(values)
+    if reducer == "first":
+        return values[0] if values else None
+    if reducer == "last":
+        return values[-1] if values else None
+    if reducer == "firstNotNull":
+        return present[0] if present else None
+    if reducer == "lastNotNull":
+        return present[-1] if present else None
+    if reducer == "max":
+        return max(numbers) if numbers else None
+    if reducer == "min":
+        return min(numbers) if numbers else None
+    if reducer == "sum":
+        return sum(numbers)
+    if reducer == "mean":
+        return sum(numbers) / len(numbers) if numbers else None
+    if reducer == "distinctCount":
+        return len(set(present))
+    if reducer == "uniqueValues":
+        return list(dict.fromkeys(values))
+    if reducer == "allValues":
+        return list(values)
+    raise NotImplementedError(f"reducer {reducer!r} is not emulated")
+
+
+def _group_by(frame: list[dict], fields: dict) -> list[dict]:
+    keys = [name for name, o in fields.items() if o.get("operation") == "groupby"]
+    if not keys:
+        return frame
+    columns = list(frame[0]) if frame else []
+    if not any(k in columns for k in keys):
+        return []  # Grafana drops a frame without the fields to group on
+    groups: dict[tuple, list[dict]] = {}  # in the order the groups first appear, as Grafana's Map keeps them
+    for row in frame:
+        groups.setdefault(tuple(row.get(k) for k in keys), []).append(row)
+    out = []
+    for key, members in groups.items():
+        row = dict(zip(keys, key))
+        for column in columns:
+            options = fields.get(column) or {}
+            operation = options.get("operation")
+            reducers = ["count"] if operation == "count" else options.get("aggregations") or []
+            if operation in ("takefirst", "takelast"):
+                raise NotImplementedError(f"groupBy operation {operation!r} is not emulated")
+            if operation not in ("aggregate", "count"):
+                continue
+            values = [m.get(column) for m in members]
+            for reducer in reducers:
+                row[f"{column} ({reducer})"] = _reduce(values, reducer)
+        out.append(row)
+    return out
+
+
+def _sort_by(frame: list[dict], sort: list[dict]) -> list[dict]:
+    if not sort or not sort[0].get("field"):
+        return frame
+    name, desc = sort[0]["field"], bool(sort[0].get("desc"))
+    present = [r for r in frame if r.get(name) is not None]
+    missing = [r for r in frame if r.get(name) is None]
+    return sorted(present, key=lambda r: r[name], reverse=desc) + missing
+
+
+def transform(frames: list[list[dict]], transformations: list[dict]) -> list[list[dict]]:
+    """``frames`` (see :func:`table_frames`) through a panel's ``transformations`` as Grafana's browser applies them,
+    for the ones the dashboards use: ``groupBy`` (per frame; operations ``groupby``, ``aggregate`` and ``count``;
+    result columns named ``<field> (<reducer>)``, groups in order of first appearance; a frame without the fields
+    to group on, or without rows, is dropped) and ``sortBy`` (its first sort field, nulls last). A disabled transformation is skipped; any other raises NotImplementedError, so a
+    dashboard cannot use one the tests do not check."""
+    for transformation in transformations:
+        if transformation.get("disabled"):
+            continue
+        kind, options = transformation["id"], transformation.get("options") or {}
+        if kind == "groupBy":
+            frames = [_group_by(frame, options.get("fields") or {}) for frame in frames]
+            frames = [frame for frame in frames if frame]
+        elif kind == "sortBy":
+            frames = [_sort_by(frame, options.get("sort") or []) for frame in frames]
+        else:
+            raise NotImplementedError(f"transformation {kind!r} is not emulated")
+    return frames
+
+
 # --- The crops base URL ---------------------------------------------------------------------------------------------
 
 _CROP_URL_TEXT = re.compile(r"^https?://.*?/?\$1$")
 
 
-def crop_image_url(dashboard: dict, crop_path: str) -> list[str]:
-    """The image URLs the dashboard's table cells show for a ``crop_path`` value: every regex value mapping whose
-    text ends in ``$1`` (how the crop columns turn a relative path into an ``<img src>``), applied to ``crop_path``."""
+def crop_image_url(dashboard: dict, crop_path: str, panel: str | None = None) -> list[str]:
+    """The distinct image URLs the dashboard's table cells show for a ``crop_path`` value: every regex value mapping
+    whose text ends in ``$1`` (how the crop columns turn a relative path into an ``<img src>``), applied to
+    ``crop_path``; only the mappings of the panel titled ``panel`` when given."""
     urls = []
-    for mapping in _crop_mappings(dashboard):
+    for mapping in _crop_mappings(dashboard, panel):
         pattern = mapping["options"]["pattern"]
         # Grafana's stringToJsRegex: "/re/flags", or a bare pattern anchored at both ends
         regex = pattern[1:pattern.rindex("/")] if pattern.startswith("/") else f"^{pattern}$"
         if re.search(regex, crop_path):
-            urls.append(re.sub(regex, mapping["options"]["result"]["text"].replace("$1", r"\1"), crop_path, count=1))
+            url = re.sub(regex, mapping["options"]["result"]["text"].replace("$1", r"\1"), crop_path, count=1)
+            if url not in urls:
+                urls.append(url)
     return urls
 
 
@@ -169,8 +291,10 @@ def with_crops_url(dashboard: dict, crops_url: str) -> dict:
     return result
 
 
-def _crop_mappings(dashboard: dict):
+def _crop_mappings(dashboard: dict, title: str | None = None):
     for panel in dashboard.get("panels", []):
+        if title is not None and panel.get("title") != title:
+            continue
         field_config = panel.get("fieldConfig", {})
         config_sets = [field_config.get("defaults", {})]
         for override in field_config.get("overrides", []):

@@ -438,7 +438,7 @@ class ArchiverSettings(BaseSettings):
         120.0,
         ge=0,
         title="Throttle window",
-        description="One entry per person per window (seconds), across devices; unknown faces per device.",
+        description="One entry per person per window (seconds), across devices; unknown faces per visitor, else per device.",
     )
     crops_dir: Path = Field(Path("crops"), title="Crops folder", description="Where face crops are saved.")
     measurement: str = Field("face_entry", title="Measurement", description="InfluxDB measurement of entries.")

@@ -98,6 +98,44 @@ def test_events_become_throttled_entries_with_crops(archiver):
     assert service.counters.get("events_throttled") == 2
 
 
+def test_visitors_are_fields_throttled_per_visitor_and_never_merged(archiver):
+    """Recurring strangers: visitor_id / visits / visitor_first_seen as fields of the right types, one entry per
+    visitor across cameras, and two strangers of one frame at one camera as two points (not one merged point)."""
+    from facebus.events import Visitor
+
+    service, sender, writer = archiver
+    t0 = (datetime.now(timezone.utc) - timedelta(minutes=10)).replace(microsecond=123000)
+    first = datetime(2026, 11, 20, 17, 45, tzinfo=timezone.utc)
+
+    def stranger(visitor_id, device, at, visits=1):
+        return event(None, device, at, visitor=Visitor(visitor_id=visitor_id, visits=visits, first_seen=first))
+
+    sent = [
+        stranger("v-aaaaaa", "door", t0, visits=4),
+        stranger("v-bbbbbb", "door", t0),  # another stranger in the same frame: its own entry, its own point
+        event(None, "door", t0, distance=None),  # and one not recognised as a visitor, still in that frame
+        stranger("v-aaaaaa", "garage", t0 + timedelta(seconds=30), visits=4),  # the first one next door: throttled
+        event(None, "door", t0 + timedelta(seconds=5)),  # no visitor, same device: throttled as before
+    ]
+    for e in sent:
+        sender.publish(TOPICS.face_with_crop(e.device_id), e.to_json(), qos=1)
+    assert wait_for(lambda: service.counters.get("events_in") == len(sent) and len(rows(writer)) >= 3, timeout_s=10)
+    found = sorted(rows(writer), key=lambda r: r["time"])
+    assert len(found) == 3 and service.counters.get("events_throttled") == 2
+    assert [(r["device"], r["visitor_id"]) for r in found] == [("door", "v-aaaaaa"), ("door", "v-bbbbbb"), ("door", None)]
+    assert [r["event_id"] for r in found] == [e.event_id for e in sent[:3]], "each point its own event, not merged"
+    assert found[0]["time"] == t0.strftime("%Y-%m-%dT%H:%M:%S.123Z")
+    assert found[0]["visits"] == 4 and found[0]["visitor_first_seen"] == "2026-11-20T17:45:00.000Z"
+    assert all(r["person"] == "unknown" and r["category"] == "unknown" for r in found)
+    for r in found:
+        assert (service.crops_dir / r["crop_path"]).read_bytes()[:2] == b"\xff\xd8"
+    body = writer.query('SHOW FIELD KEYS FROM "face_entry"')
+    types = dict(body["results"][0]["series"][0]["values"])
+    assert (types["visitor_id"], types["visits"], types["visitor_first_seen"]) == ("string", "integer", "string")
+    tags = writer.query('SHOW TAG KEYS FROM "face_entry"')["results"][0]["series"][0]["values"]
+    assert sorted(t for (t,) in tags) == ["category", "device", "person"], "visitor ids add no series"
+
+
 def test_bad_events_are_counted_and_do_not_stop_the_archiver(archiver):
     service, sender, writer = archiver
     for payload in (b"{not json", b'{"schema_version": 1}', event("Bob", crop_jpeg_b64="@@@").to_json(), b"\xff" * 10):

@@ -148,7 +148,7 @@ def test_list_reports_rejected_photos_lookalikes_and_files_outside_the_layout(ga
     put("Authorised/Rex.jpg", DOG)  # dropped into the bucket by hand: no check on the way in
     put("Authorised/Paul.jpg", PAUL)
     put("Restricted/Paul_Rudd.jpg", PAUL)  # the same face under two names
-    put("Visitors/Someone.jpg", PAUL)
+    put("Guests/Someone.jpg", PAUL)
     report = listed(run)
     people = {row["person"]: row for row in report["people"]}
     assert people["Tom_Hanks"] == {"person": "Tom_Hanks", "category": "authorised", "images": 1, "problems": []}
@@ -156,10 +156,10 @@ def test_list_reports_rejected_photos_lookalikes_and_files_outside_the_layout(ga
     assert people["Rex"]["problems"] == ["Authorised/Rex.jpg: no face found", "no usable photo: never recognised"]
     assert people["Paul"]["problems"][0].startswith("looks like Paul_Rudd (distance 0.00)")
     assert people["Paul_Rudd"]["category"] == "restricted"
-    assert report["ignored"] == ["Visitors/Someone.jpg"]
+    assert report["ignored"] == ["Guests/Someone.jpg"]
     table = run("list")
     assert table.returncode == 1  # problems found
-    assert "ignored Visitors/Someone.jpg" in table.stdout and "4 people, 3 usable photos" in table.stdout
+    assert "ignored Guests/Someone.jpg" in table.stdout and "4 people, 3 usable photos" in table.stdout
 
 
 def _zip(path: Path, entries: dict[str, bytes | Path]) -> Path:

@@ -6,8 +6,8 @@ import pytest
 
 from pydantic import ValidationError
 
-from archiver.core import Throttle, check_times, crop_files_of, crop_path, entry_for, point_for, sanitise
-from facebus.events import Category, FaceEvent
+from archiver.core import EntryTimes, Throttle, check_times, crop_files_of, crop_path, entry_for, point_for, sanitise, throttle_key
+from facebus.events import Category, FaceEvent, Visitor
 from tests.factories import face_event
 
 UTC = timezone.utc
@@ -25,6 +25,18 @@ def unchecked(person=None, **fields) -> FaceEvent:
 
 def s(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
+
+
+FIRST_SEEN = datetime(2026, 11, 1, 7, 0, 0, 120000, tzinfo=UTC)
+
+
+def visitor(visitor_id="v-7f3a9c", visits=3, first_seen=FIRST_SEEN) -> Visitor:
+    return Visitor(visitor_id=visitor_id, visits=visits, first_seen=first_seen)
+
+
+def stranger(visitor_id="v-7f3a9c", device="cam1", at=T0, event_id="0123456789abcdef", **overrides) -> FaceEvent:
+    """An unknown face the recognizer recognised as the recurring visitor ``visitor_id``."""
+    return make(None, device, at, distance=0.7, event_id=event_id, visitor=visitor(visitor_id, **overrides))
 
 
 # -- Throttle -------------------------------------------------------------------------------------------------------
@@ -65,6 +77,66 @@ def test_unknown_faces_throttled_per_device():
     assert not throttle.admit(make(None, device="cam1", at=s(2)))
     assert not throttle.admit(make(None, device="cam2", at=s(3)))
     assert throttle.admit(make(None, device="cam1", at=s(120)))
+
+
+def test_throttle_keys():
+    assert throttle_key(make("Alice", device="cam1")) == throttle_key(make("Alice", device="cam2")) == ("person", "Alice")
+    assert throttle_key(make(None, device="cam1")) == ("unknown", "cam1")
+    assert throttle_key(stranger("v-7f3a9c", device="cam1")) == throttle_key(stranger("v-7f3a9c", device="cam2"))
+    assert throttle_key(stranger("v-7f3a9c")) == ("visitor", "v-7f3a9c")
+    # a named person keeps the person key even should an event carry a visitor (the schema says it does not)
+    assert throttle_key(make("Alice", visitor=visitor())) == ("person", "Alice")
+
+
+def test_two_visitors_on_one_device_within_the_window_both_make_entries():
+    throttle = Throttle(120)
+    assert throttle.admit(stranger("v-aaaaaa", device="cam1", at=s(0)))
+    assert throttle.admit(stranger("v-bbbbbb", device="cam1", at=s(1)))
+    assert not throttle.admit(stranger("v-aaaaaa", device="cam1", at=s(2)))
+    assert not throttle.admit(stranger("v-bbbbbb", device="cam1", at=s(119)))
+    assert throttle.admit(stranger("v-aaaaaa", device="cam1", at=s(120)))
+
+
+def test_one_visitor_on_two_devices_within_the_window_makes_one_entry():
+    throttle = Throttle(120)
+    assert throttle.admit(stranger("v-aaaaaa", device="cam1", at=s(0)))
+    assert not throttle.admit(stranger("v-aaaaaa", device="cam2", at=s(30)))
+    assert not throttle.admit(stranger("v-aaaaaa", device="cam3", at=s(119.999)))
+    assert throttle.admit(stranger("v-aaaaaa", device="cam2", at=s(120)))
+
+
+def test_visitors_and_unrecognised_unknowns_have_windows_of_their_own():
+    """An unknown face without a visitor (not encoded, visitors off) stays throttled per device, beside the
+    visitors seen at that device."""
+    throttle = Throttle(120)
+    assert throttle.admit(stranger("v-aaaaaa", device="cam1", at=s(0)))
+    assert throttle.admit(make(None, device="cam1", at=s(1)))
+    assert not throttle.admit(make(None, device="cam1", at=s(2)))
+    assert throttle.admit(make(None, device="cam2", at=s(3)))
+    assert throttle.admit(stranger("v-bbbbbb", device="cam1", at=s(4)))
+
+
+def test_throttle_keeps_at_most_max_keys():
+    """A flood of invented visitor ids within one window: memory stays bounded, the oldest records go first."""
+    throttle = Throttle(120, max_keys=100)
+    for n in range(10_000):
+        assert throttle.admit(stranger(f"v-{n:06x}", at=s(n / 1000)))
+        assert len(throttle) <= 100
+    assert len(throttle) == 100
+    assert not throttle.admit(stranger(f"v-{9_999:06x}", at=s(10)))  # the newest are still throttled
+    assert throttle.admit(stranger(f"v-{0:06x}", at=s(10)))  # the oldest was forgotten
+    with pytest.raises(ValueError):
+        Throttle(120, max_keys=0)
+
+
+def test_re_recording_a_key_makes_it_the_newest():
+    throttle = Throttle(10, max_keys=2)
+    assert throttle.admit(stranger("v-aaaaaa", at=s(0)))
+    assert throttle.admit(stranger("v-bbbbbb", at=s(1)))
+    assert throttle.admit(stranger("v-aaaaaa", at=s(10)))  # its next window: now the newest record
+    assert throttle.admit(stranger("v-cccccc", at=s(11)))  # evicts v-bbbbbb, not v-aaaaaa
+    assert not throttle.admit(stranger("v-aaaaaa", at=s(12)))
+    assert throttle.admit(stranger("v-bbbbbb", at=s(12)))
 
 
 def test_a_person_named_unknown_is_not_a_valid_event():
@@ -163,6 +235,14 @@ def test_line_protocol_ms_timestamp():
     assert line.rsplit(" ", 1)[1] == str(int(T0.timestamp() * 1000))
 
 
+def test_line_protocol_keeps_whole_milliseconds():
+    """influxdb_client turns a datetime into ms through a float (one whole millisecond in eight came out one less)."""
+    start = datetime(2026, 11, 22, 8, 1, 2, tzinfo=UTC)
+    for n in range(2000):
+        at = start + timedelta(milliseconds=n)
+        assert point_for(entry_for(make(at=at))).to_line_protocol().rsplit(" ", 1)[1] == str(1795334462000 + n)
+
+
 def test_line_protocol_unknown_empty_gallery_custom_measurement():
     event = make(None, distance=None)
     entry = entry_for(event)
@@ -172,6 +252,53 @@ def test_line_protocol_unknown_empty_gallery_custom_measurement():
         'crop_path="2026-11-22/cam1/unknown_080102.345Z_01234567.jpg",distance=-1,event_id="0123456789abcdef",'
         'track_id="0123456789ab" 1795334462345'
     )
+
+
+def test_line_protocol_of_a_visitor():
+    event = stranger("v-7f3a9c", visits=3, first_seen=datetime(2026, 11, 1, 8, 0, 0, 120000, tzinfo=timezone(timedelta(hours=1))))
+    entry = entry_for(event)
+    assert (entry.visitor_id, entry.visits, entry.visitor_first_seen) == ("v-7f3a9c", 3, "2026-11-01T07:00:00.120Z")
+    assert point_for(entry).to_line_protocol() == (
+        "face_entry,category=unknown,device=cam1,person=unknown "
+        'crop_path="2026-11-22/cam1/unknown_080102.345Z_01234567.jpg",distance=0.7,event_id="0123456789abcdef",'
+        'track_id="0123456789ab",visitor_first_seen="2026-11-01T07:00:00.120Z",visitor_id="v-7f3a9c",visits=3i '
+        "1795334462345"
+    )
+
+
+def test_entries_without_a_visitor_have_no_visitor_fields():
+    for event in (make(), make(None), make(None, distance=None)):
+        entry = entry_for(event)
+        assert (entry.visitor_id, entry.visits, entry.visitor_first_seen) == (None, None, None)
+        line = point_for(entry).to_line_protocol()
+        assert "visit" not in line, line
+
+
+def test_entries_of_one_frame_and_series_get_distinct_milliseconds():
+    """Two visitors (and an unrecognised stranger) in one frame at one camera: one series, one capture time. InfluxDB
+    would keep one point of the three; EntryTimes moves the later ones on by a millisecond each."""
+    times = EntryTimes()
+    stamps = []
+    for event in (stranger("v-aaaaaa", event_id="e1"), stranger("v-bbbbbb", event_id="e2"), make(None, event_id="e3")):
+        entry = times.free(entry_for(event))
+        times.record(entry)
+        stamps.append(point_for(entry).to_line_protocol().rsplit(" ", 1)[1])
+        assert entry.crop_path == str(crop_path(event)), "the crop keeps the capture time"
+    ms = int(T0.timestamp() * 1000)
+    assert stamps == [str(ms), str(ms + 1), str(ms + 2)]
+    # other series at that time keep it: another camera, a named person
+    assert times.free(entry_for(stranger("v-aaaaaa", device="cam2"))).time == T0
+    assert times.free(entry_for(make("Alice"))).time == T0
+    assert times.free(entry_for(stranger("v-cccccc", at=s(0.2)))).time == s(0.2)  # the next frame
+
+
+def test_entry_times_are_bounded():
+    times = EntryTimes(max_kept=50)
+    for n in range(1000):
+        times.record(entry_for(stranger(f"v-{n:06x}", at=s(n / 10))))
+        assert len(times) <= 50
+    assert times.free(entry_for(make(None, at=s(0)))).time == s(0), "the oldest are forgotten"
+    assert times.free(entry_for(make(None, at=s(99.9)))).time == s(99.9) + timedelta(milliseconds=1)
 
 
 def test_entry_fields():

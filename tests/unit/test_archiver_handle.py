@@ -197,3 +197,67 @@ def test_decode_crop():
         decode_crop("@@@@")
     with pytest.raises(ValueError, match="JPEG"):
         decode_crop(base64.b64encode(b"\x89PNG").decode())
+
+
+# -- visitors ---------------------------------------------------------------------------------------------------------
+
+
+def visitor_json(visitor_id="v-7f3a9c", device="cam1", at=T0, visits=2, event_id="abcdef0123456789") -> bytes:
+    """An unknown face the recognizer recognised as the recurring visitor ``visitor_id``."""
+    visitor = {"visitor_id": visitor_id, "visits": visits, "first_seen": "2026-11-20T17:45:00.5Z"}
+    return event_json(None, device, at, distance=0.7, event_id=event_id, visitor=visitor)
+
+
+def test_a_visitor_entry_carries_the_visitor_as_fields(archiver):
+    assert handle(archiver, visitor_json())
+    (line,) = lines(archiver)
+    tags, fields, _ = line.split(" ")
+    assert tags == "face_entry,category=unknown,device=cam1,person=unknown"
+    assert 'visitor_id="v-7f3a9c"' in fields and "visits=2i" in fields
+    assert 'visitor_first_seen="2026-11-20T17:45:00.500Z"' in fields
+    assert [p.name for p in files(archiver)] == ["unknown_080102.345Z_abcdef01.jpg"]
+
+
+def test_two_visitors_at_one_door_make_two_entries_one_visitor_at_two_doors_one(archiver):
+    handle(archiver, visitor_json("v-aaaaaa", "cam1", T0, event_id="e1"))
+    handle(archiver, visitor_json("v-bbbbbb", "cam1", T0 + timedelta(seconds=5), event_id="e2"))  # another stranger
+    handle(archiver, visitor_json("v-aaaaaa", "cam2", T0 + timedelta(seconds=30), event_id="e3"))  # the first, next door
+    handle(archiver, event_json(None, "cam1", T0 + timedelta(seconds=6), distance=None, event_id="e4"))  # no visitor
+    handle(archiver, event_json(None, "cam1", T0 + timedelta(seconds=7), distance=None, event_id="e5"))  # per device
+    handle(archiver, event_json(None, "cam2", T0 + timedelta(seconds=8), distance=None, event_id="e6"))
+    found = [(line.split(",device=")[1].split(",")[0], line.split('visitor_id="')[1][:8] if "visitor_id" in line else None)
+             for line in lines(archiver)]
+    assert found == [("cam1", "v-aaaaaa"), ("cam1", "v-bbbbbb"), ("cam1", None), ("cam2", None)]
+    assert archiver.counters.get("events_throttled") == 2 and archiver.counters.get("entries") == 4
+
+
+def test_two_strangers_in_one_frame_make_two_points(archiver):
+    """Same camera, same capture time, same tags (person=unknown): InfluxDB keeps one point per series and time, so
+    the second entry is written a millisecond later (and its crop keeps the capture time)."""
+    handle(archiver, visitor_json("v-aaaaaa", "cam1", T0, event_id="e1"))
+    handle(archiver, event_json(None, "cam1", T0, distance=None, event_id="e2"))
+    handle(archiver, visitor_json("v-bbbbbb", "cam1", T0, event_id="e3"))
+    ms = int(T0.timestamp() * 1000)
+    assert [line.rsplit(" ", 1)[1] for line in lines(archiver)] == [str(ms), str(ms + 1), str(ms + 2)]
+    assert [p.name for p in files(archiver)] == [f"unknown_080102.345Z_{i}.jpg" for i in ("e1", "e2", "e3")]
+
+
+def test_a_flood_of_invented_visitor_ids_keeps_the_throttle_bounded(archiver):
+    """Visitor ids come from the events: the throttle forgets keys whose window passed (every 1000 entries) and
+    never holds more than its max_keys, even for a flood inside one window."""
+    peak = 0
+    for n in range(2100):  # one new stranger a second, each makes an entry
+        at = T0 - timedelta(seconds=2100 - n)
+        assert handle(archiver, visitor_json(f"v-{n:06x}", at=at, event_id=f"flood{n}"))
+        peak = max(peak, len(archiver.throttle))
+    assert archiver.counters.get("entries") == 2100
+    in_window = 121  # keys within the 120 s window at one a second: never forgotten by forget_before
+    assert 1000 <= peak <= 1000 + in_window and len(archiver.throttle) <= 1000 + in_window
+
+    from archiver.core import Throttle
+
+    archiver.throttle = Throttle(120, max_keys=100)
+    for n in range(500):  # all inside one window
+        handle(archiver, visitor_json(f"v-{0xa00000 + n:06x}", at=T0, event_id=f"burst{n}"))
+        assert len(archiver.throttle) <= 100 and len(archiver.entry_times) <= archiver.entry_times.max_kept
+    assert archiver.counters.get("entries") == 2600
