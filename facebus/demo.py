@@ -69,7 +69,9 @@ class Pipeline:
                 FACEBUS_MQTT_HOST="127.0.0.1",
                 FACEBUS_INFLUX_URL=self.influxd.url,
                 FACEBUS_LOG_JSON="0",
-                FACEBUS_VISITORS_STORE=str(self.state_dir / "visitors"),  # not in the sample gallery of the repo
+                # Beside the state folder, which each run starts afresh: a second `make demo` meets the same strangers
+                # again under the same visitor ids. Never in the repo's sample gallery.
+                FACEBUS_VISITORS_STORE=str(self.state_dir.parent / f"{self.state_dir.name}-visitors"),
                 **self.extra_env,
             )
             self.watcher = MqttClient(self.mqtt_settings("viewer"), None, "demo")

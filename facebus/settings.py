@@ -340,7 +340,7 @@ class VisitorSettings(BaseSettings):
     tolerance: float | None = Field(
         None, gt=0, le=2, title="Visitor tolerance",
         description="Largest face distance at which an unknown face is a known visitor; stricter than for enrolled "
-        "people. Empty: the model's default (docs/visitors.md).",
+        "people. Empty: the model's default (yunet-sface 1.00, dlib 0.41; docs/visitors-threshold.md).",
     )
     retention_days: float = Field(
         30.0, gt=0, title="Retention", description="A visitor not seen for this many days is deleted with their photos.",

@@ -32,8 +32,9 @@ RECORD_FILE = "visitor.json"
 MAX_CAMERAS = 32
 MAX_ALIASES = 32
 MAX_CROPS_HARD = 20  # VisitorSettings.max_crops's upper bound
-# Chosen in docs/visitors-threshold.md from faces-dev pairs (bench/visitors.py): stricter than the gallery's.
-DEFAULT_TOLERANCE = {"yunet-sface": 0.90, "dlib": 0.50}
+# Chosen in docs/visitors-threshold.md (bench/visitors.py): the nearest pair of different people (photos and the
+# clip's tracks) minus a safety margin; stricter than the gallery's 1.04 and 0.58.
+DEFAULT_TOLERANCE = {"yunet-sface": 1.00, "dlib": 0.41}
 
 
 def new_visitor_id(taken: set[str]) -> str:
@@ -193,10 +194,14 @@ class VisitorStore:
         return f"{self.prefix}{visitor_id}/{name}"
 
     def load(self) -> list[VisitorRecord]:
-        """Every readable visitor record; an unreadable one is logged with its key and skipped. Raises when the
-        source cannot be listed."""
+        """Every readable visitor record; an unreadable one is logged with its key and skipped. A folder that does
+        not exist yet is an empty store. Raises when the source cannot be listed (S3 down)."""
+        try:
+            keys = self.source.list_images()
+        except FileNotFoundError:
+            return []
         records = []
-        for key in sorted(self.source.list_images()):
+        for key in sorted(keys):
             if key.startswith(self.prefix) and key.endswith("/" + RECORD_FILE):
                 try:
                     records.append(VisitorRecord.from_json(self.source.read(key)))
@@ -215,7 +220,10 @@ class VisitorStore:
 
     def delete(self, visitor_id: str) -> list[str]:
         """Remove every file of the visitor; their keys."""
-        keys = [k for k in self.source.list_images() if k.startswith(self.key(visitor_id, ""))]
+        try:
+            keys = [k for k in self.source.list_images() if k.startswith(self.key(visitor_id, ""))]
+        except FileNotFoundError:
+            return []
         for key in keys:
             self.source.delete(key)
         return keys
