@@ -158,7 +158,7 @@ class VisitorBook:
         into.visits += other.visits
         into.cameras = list(dict.fromkeys([*into.cameras, *other.cameras]))[-MAX_CAMERAS:]
         into.encodings = self._keep(into.encodings, other.encodings)
-        into.crops = [*into.crops, *other.crops][: self.settings.max_crops]
+        # other's crops go with its folder: into keeps its own (and gets new ones while it has fewer than max_crops)
         into.aliases = list(dict.fromkeys([*into.aliases, other.visitor_id, *other.aliases]))[-MAX_ALIASES:]
         del self.visitors[other.visitor_id]
 
