@@ -311,6 +311,9 @@ class Recognizer:
             "gallery_people": len(self.gallery.index.people),
             "gallery_images": len(self.gallery.index),
         }
+        if self.visitors is not None:
+            figures |= {"visitors": len(self.visitors.book), "visitors_pending": self.visitors.pending(),
+                        "visitor_store_errors": self.visitors.errors}
         latency = self.latency_ms.drain_percentiles(50, 99)
         if latency:
             figures |= {"latency_p50_ms": latency[50], "latency_p99_ms": latency[99]}
