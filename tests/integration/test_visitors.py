@@ -52,6 +52,8 @@ class Running:
         self.thread = threading.Thread(target=self.service.run, args=(self.stop,), daemon=True)
         self.thread.start()
         assert self.mqtt.wait_connected(30) and self.camera.wait_connected(10)
+        # The recognizer takes frames once it has seen its own "online" (recognizer.sharing): before, it skips them.
+        assert wait_for(lambda: self.service.membership.ready, 10)
 
     def show(self, device: str, photo, frames: int = 4) -> FaceEvent:
         """The camera ``device`` sees ``photo`` for a few frames; the decided event of its track."""
