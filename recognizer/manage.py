@@ -8,6 +8,11 @@
     facebus faces import DIR|ZIP [--restricted]          bulk add; Person.jpg, Person/*.jpg or the gallery layout
     facebus faces identify PATH... [--crops DIR] [--fps N]   name the faces: a JSON line per face (photos) or track (videos)
     facebus faces forget NAME [--purge-history]          remove from the gallery (+ crops and InfluxDB entries)
+    facebus faces visitors [--json]                      the visitor store: recurring strangers (docs/visitors-cli.md)
+    facebus faces promote VISITOR_ID NAME [--restricted] a visitor's crops become NAME's gallery photos
+    facebus faces forget-visitor VISITOR_ID              delete a visitor, their crops and their InfluxDB entries
+    facebus faces search PHOTO [--since 30d] [--tolerance X] [--limit N]
+                                                         seen before? archived entries whose crop shows this face
 
 ``identify`` prints, for a photo, one JSON line per face found (``file``, ``box`` [top, right, bottom, left] in pixels
 of the image, ``person`` (null when unknown), ``category``, ``reason``, ``distance``, ``second_person``,
@@ -15,8 +20,11 @@ of the image, ``person`` (null when unknown), ``category``, ``reason``, ``distan
 null; an unreadable file one line with ``error``. For a video (``--fps N`` samples N frames per second) it prints one
 line per face track (recognizer.identify). Same engine, model and settings as the recognizer.
 
+``visitors --json`` and ``search`` print JSON lines (see their functions); ``search`` adds a summary line on stderr.
+
 The other actions print what they changed on stdout and each refused photo, with its reason, on stderr; the exit
-status is 1 when anything was refused or failed, 2 for an invalid setting.
+status is 1 when anything was refused or failed (``promote``: when no crop at all could be promoted), 2 for an
+invalid setting.
 """
 
 from __future__ import annotations
@@ -24,13 +32,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
 from facebus import settings as cfg
-from facebus.events import Category
+from facebus.events import VISITOR_ID_PATTERN, Category, format_time, utc_now
 from facebus.images import ImageError, crop_jpeg, load_photo
 from facebus.settings import RecognizerSettings
 from recognizer.identify import VIDEO_SUFFIXES
@@ -262,6 +271,208 @@ def cmd_identify(args: argparse.Namespace, settings: RecognizerSettings) -> int:
     return 0
 
 
+# -- visitors ------------------------------------------------------------------------------------------------------
+
+
+def visitor_id(text: str) -> str:
+    """A visitor id as typed (``v-`` and 6-16 lowercase hex digits, e.g. ``v-7f3a9c``); argparse type."""
+    if not re.fullmatch(VISITOR_ID_PATTERN, text.strip()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a visitor id (v- and 6-16 hex digits, e.g. v-7f3a9c)")
+    return text.strip()
+
+
+def store_location(source, key: str) -> str:
+    """Where a store key is, for a person to open it: the file's path for a folder store, ``s3://bucket/key`` (the
+    object's full key) for S3."""
+    from recognizer.gallery import FolderSource, S3Source
+
+    if isinstance(source, FolderSource):
+        return str(source.root / key)
+    if isinstance(source, S3Source):
+        return f"s3://{source.bucket}/{source.prefix}{key}"
+    return key
+
+
+def visitor_crop_keys(visitors, vid: str, listing) -> list[str]:
+    """The JPEG crops of visitor ``vid`` in the store listing (``Visitors/<id>/*.jpg``), by key: oldest first, the
+    store names them by capture time."""
+    folder = visitors.key(vid, "")
+    return sorted(k for k in listing if k.startswith(folder) and k.lower().endswith((".jpg", ".jpeg")))
+
+
+def visitor_summary(visitors, record, listing) -> dict:
+    """One line of ``facebus faces visitors``: id, visits, first and last seen, cameras, the crops kept, the best
+    crop's location (the first crop the record lists that is in the store: each crop is the best view of its
+    sighting as the recognizer chose it) and how many ids were merged into this one (aliases)."""
+    present = set(visitor_crop_keys(visitors, record.visitor_id, listing))
+    crops = [k for k in record.crops if k in present] + sorted(present - set(record.crops))
+    return {
+        "visitor_id": record.visitor_id, "visits": record.visits, "first_seen": format_time(record.first_seen),
+        "last_seen": format_time(record.last_seen), "cameras": record.cameras, "crops": len(crops),
+        "best_crop": store_location(visitors.source, crops[0]) if crops else None, "aliases": len(record.aliases),
+        "model": record.model,
+    }
+
+
+def open_visitors(args: argparse.Namespace, settings: RecognizerSettings):
+    from recognizer.visitors import VisitorStore
+
+    return VisitorStore.open(cfg.load(cfg.VisitorSettings, args), settings.gallery)
+
+
+def store_listing(visitors) -> dict[str, str]:
+    """The store's keys; a folder that does not exist yet is an empty store (as for the recognizer). Raises when
+    the source cannot be listed (S3 down)."""
+    try:
+        return visitors.source.list_images()
+    except FileNotFoundError:
+        return {}
+
+
+def cmd_visitors(args: argparse.Namespace, settings: RecognizerSettings) -> int:
+    visitors = open_visitors(args, settings)
+    listing = store_listing(visitors)
+    records = sorted(visitors.load(), key=lambda r: (r.last_seen, r.visitor_id), reverse=True)
+    rows = [visitor_summary(visitors, record, listing) for record in records]
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+        return 0
+    print(f"{'visitor':<10} {'visits':>6}  {'first seen':<24}  {'last seen':<24}  {'cameras':<20} {'aliases':>7}  "
+          "best crop")
+    for row in rows:
+        print(f"{row['visitor_id']:<10} {row['visits']:>6}  {row['first_seen']:<24}  {row['last_seen']:<24}  "
+              f"{','.join(row['cameras']):<20} {row['aliases']:>7}  {row['best_crop'] or '-'}")
+    print(f"{len(rows)} visitors in {store_location(visitors.source, visitors.prefix)}")
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace, settings: RecognizerSettings) -> int:
+    from recognizer import store
+    from recognizer.gallery import open_source
+    from recognizer.photos import gallery_encoder
+
+    person = store.person_id(args.name)
+    category = Category.restricted if args.restricted else Category.authorised
+    visitors = open_visitors(args, settings)
+    vid = args.visitor_id
+    keys = visitor_crop_keys(visitors, vid, store_listing(visitors))
+    if not keys:
+        where = store_location(visitors.source, visitors.prefix)
+        raise store.GalleryError(f"{vid} has no crop in the visitor store {where} (not a visitor, already promoted "
+                                 "or forgotten, or kept without crops: FACEBUS_VISITORS_MAX_CROPS=0)")
+    photos = [store.Photo(key, visitors.source.read(key)) for key in keys]
+    result = store.add(
+        open_source(settings.gallery), person, category, _progress(photos, f"checking {vid}"),
+        gallery_encoder(settings), settings.gallery_max_photo_bytes, all_or_nothing=False,
+    )
+    _refused("promote", result.refused)
+    if not result.written and not result.present:
+        print(f"facebus faces promote: nothing promoted: all {len(photos)} crops of {vid} were refused; {vid} stays "
+              "in the visitor store", file=sys.stderr)
+        if any(r.reason.startswith("face too small") for r in result.refused):
+            print(f"facebus faces promote: a visitor's crops show the face as the camera saw it, never enlarged: at "
+                  f"most {settings.crop_max_px} px (FACEBUS_RECOGNIZER_CROP_MAX_PX) including a 25% margin on each "
+                  f"side, so a face at most about {round(settings.crop_max_px / 1.5)} px wide, and only as large as "
+                  f"it was in the frame; a gallery photo needs a face at least {settings.gallery_min_face_px} px "
+                  f"wide (FACEBUS_RECOGNIZER_GALLERY_MIN_FACE_PX), which the recognizer checks again when it loads "
+                  f"the gallery. This visitor was seen too small for that: add a real photo of them instead, "
+                  f"`facebus faces add {person} PHOTO.jpg`, then `facebus faces forget-visitor {vid}`",
+                  file=sys.stderr)
+        return 1
+    for key in result.written:
+        print(f"added {key}")
+    for key in result.present:
+        print(f"already there {key}")
+    for key in visitors.delete(vid):
+        print(f"deleted {key}")
+    print(f"promoted {vid} to {person} ({category.value}): {len(result.written) + len(result.present)} of "
+          f"{len(photos)} crops in the gallery; a running recognizer names them at its next gallery poll")
+    return 0
+
+
+def cmd_forget_visitor(args: argparse.Namespace, settings: RecognizerSettings) -> int:
+    from archiver.history import purge_visitor
+    from archiver.influx import make_writer
+    from recognizer.visitors import RECORD_FILE, VisitorRecord
+
+    visitors = open_visitors(args, settings)
+    vid = args.visitor_id
+    listing = store_listing(visitors)
+    record = None
+    if visitors.key(vid, RECORD_FILE) in listing:
+        try:
+            record = VisitorRecord.from_json(visitors.source.read(visitors.key(vid, RECORD_FILE)))
+        except (ValueError, KeyError, TypeError) as exc:
+            print(f"facebus faces forget-visitor: {vid}'s record is unreadable ({exc}): deleting it with the rest",
+                  file=sys.stderr)
+    ids = [vid, *(record.aliases if record else [])]
+    if record is None and not any(k.startswith(visitors.key(vid, "")) for k in listing):
+        merged_into = [r.visitor_id for r in visitors.load() if vid in r.aliases]
+        if merged_into:
+            print(f"{vid} was merged into {merged_into[0]}: its own entries are deleted below; forget "
+                  f"{merged_into[0]} to forget the visitor (`facebus faces forget-visitor {merged_into[0]}`)")
+        else:
+            print(f"{vid} is not in the visitor store {store_location(visitors.source, visitors.prefix)}")
+    archiver_settings = cfg.load(cfg.ArchiverSettings, args)
+    writer = make_writer(cfg.load(cfg.InfluxSettings, args))
+    try:  # the history first: when InfluxDB fails the store still lists the aliases for the next try
+        purged = purge_visitor(ids, archiver_settings.crops_dir, archiver_settings.measurement, writer)
+    finally:
+        writer.close()
+    for path in purged.crops:
+        print(f"deleted crop {path}")
+    deleted = [key for v in ids for key in visitors.delete(v)]
+    for key in deleted:
+        print(f"deleted {key}")
+    aliases = f" (and the ids merged into it: {', '.join(ids[1:])})" if len(ids) > 1 else ""
+    print(f"deleted {len(deleted)} store files, {len(purged.crops)} crops and {purged.entries} InfluxDB entries of "
+          f"{vid}{aliases}")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace, settings: RecognizerSettings) -> int:
+    from archiver.influx import make_writer
+    from recognizer import search
+    from recognizer.photos import photo_model
+
+    try:
+        since = search.parse_since(args.since, utc_now())
+    except ValueError as exc:
+        print(f"facebus faces search: --since: {exc}", file=sys.stderr)
+        return 2
+    tolerance = settings.thresholds(settings.model).tolerance
+    model = photo_model(settings)
+    try:
+        probe = search.probe_encoding(model, args.photo)
+    except (ImageError, OSError) as exc:
+        print(f"facebus faces search: {args.photo}: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
+        return 1
+    archiver_settings = cfg.load(cfg.ArchiverSettings, args)
+    writer = make_writer(cfg.load(cfg.InfluxSettings, args))
+    try:
+        found, tally = search.search(model, probe, writer, archiver_settings.measurement,
+                                     archiver_settings.crops_dir, since, tolerance,
+                                     lambda entries: _progress(entries, "encoding crops"))
+    finally:
+        writer.close()
+    shown = found if args.limit is None else found[: args.limit]
+    for item in shown:
+        print(json.dumps(item.to_dict()), flush=True)
+    print(f"facebus faces search: {tally.entries} entries since {format_time(since)}, {tally.encoded} crops encoded, "
+          f"{tally.skipped} skipped (no face found), {tally.missing} without a crop file in "
+          f"{archiver_settings.crops_dir}; {len(found)} within tolerance {tolerance:g}"
+          + (f", {len(shown)} shown" if len(shown) < len(found) else ""), file=sys.stderr)
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
@@ -304,6 +515,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cfg.add_arguments(p, cfg.ArchiverSettings)
     cfg.add_arguments(p, cfg.InfluxSettings)
     p.set_defaults(handler=cmd_forget)
+
+    p = actions.add_parser("visitors", help="the visitor store: one line per recurring stranger (id, visits, "
+                                            "first/last seen, cameras, aliases, best crop)")
+    p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    cfg.add_arguments(p, cfg.VisitorSettings)
+    p.set_defaults(handler=cmd_visitors)
+
+    p = actions.add_parser("promote", help="a visitor's crops become a person's gallery photos (the checks of add); "
+                                           "the visitor is then deleted from the store")
+    p.add_argument("visitor_id", type=visitor_id, metavar="VISITOR_ID", help="e.g. v-7f3a9c (facebus faces visitors)")
+    p.add_argument("name", metavar="NAME", help="person id or name ('Alice Smith' is stored as Alice_Smith)")
+    p.add_argument("--restricted", action="store_true", help="add to Restricted/ (default: Authorised/)")
+    cfg.add_arguments(p, cfg.VisitorSettings)
+    p.set_defaults(handler=cmd_promote)
+
+    p = actions.add_parser("forget-visitor", help="delete a visitor from the store, with their crops and InfluxDB "
+                                                  "entries (field visitor_id; also the ids merged into them)")
+    p.add_argument("visitor_id", type=visitor_id, metavar="VISITOR_ID")
+    cfg.add_arguments(p, cfg.VisitorSettings)
+    cfg.add_arguments(p, cfg.ArchiverSettings)
+    cfg.add_arguments(p, cfg.InfluxSettings)
+    p.set_defaults(handler=cmd_forget_visitor)
+
+    p = actions.add_parser("search", help="seen before? the archived entries whose crop shows the face in a photo, "
+                                          "nearest first (JSON lines; --tolerance: largest distance, default the "
+                                          "model's)")
+    p.add_argument("photo", type=Path, metavar="PHOTO", help="a photo of the face (the largest face is searched)")
+    p.add_argument("--since", default="30d", metavar="DURATION_OR_TIME",
+                   help="entries captured since: 30d, 12h, 90m, 1d12h, 2026-11-01 or 2026-11-01T08:00:00Z "
+                        "(default 30d)")
+    p.add_argument("--limit", type=_positive_int, metavar="N", help="print at most N entries (default: all)")
+    cfg.add_arguments(p, cfg.ArchiverSettings)
+    cfg.add_arguments(p, cfg.InfluxSettings)
+    p.set_defaults(handler=cmd_search)
 
     for p in actions.choices.values():
         cfg.add_arguments(p, RecognizerSettings)
