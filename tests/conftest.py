@@ -21,6 +21,15 @@ S3_SECRET_KEY = "facebus-test-secret"
 S3_BUCKET = "faces"
 
 
+def bucket_ready(client, bucket: str = S3_BUCKET) -> bool:
+    """True once the S3 server answers for ``bucket`` (weed mini creates its bucket a moment after the port opens)."""
+    try:
+        client.head_bucket(Bucket=bucket)
+        return True
+    except Exception:  # noqa: BLE001 - any botocore error means not yet
+        return False
+
+
 def wait_for(predicate, timeout_s: float) -> bool:
     """Poll ``predicate`` every 50 ms until it is true or ``timeout_s`` has passed; returns its last value."""
     deadline = time.monotonic() + timeout_s

@@ -13,7 +13,7 @@ from facebus.devservers import start_seaweedfs
 from facebus.mqtt import MqttClient
 from facebus.settings import RecognizerSettings
 from facebus.topics import Topics
-from tests.conftest import FACES_DEV, GALLERY, S3_ACCESS_KEY, S3_SECRET_KEY, wait_for
+from tests.conftest import FACES_DEV, GALLERY, S3_ACCESS_KEY, S3_SECRET_KEY, bucket_ready, wait_for
 from tests.factories import mqtt_settings
 from tests.integration.test_recognizer_mqtt import Listener
 
@@ -104,7 +104,7 @@ def test_s3_down_keeps_the_last_gallery_and_reloads_when_back(mosquitto, tmp_pat
     from recognizer.gallery import make_s3_client
 
     client = make_s3_client()
-    assert wait_for(lambda: _bucket_ready(client, "reload"), timeout_s=30)
+    assert wait_for(lambda: bucket_ready(client, "reload"), timeout_s=30)
     client.put_object(Bucket="reload", Key="Authorised/Barack_Obama.jpg", Body=OBAMA.read_bytes())
     running = Running(mosquitto.port, "s3://reload/", tmp_path / "cache")
     try:
@@ -115,7 +115,7 @@ def test_s3_down_keeps_the_last_gallery_and_reloads_when_back(mosquitto, tmp_pat
         assert running.name(OBAMA_PROBE) == "Barack_Obama", "the last good gallery stays in force"
 
         server = start_seaweedfs(tmp_path / "s3", "reload", S3_ACCESS_KEY, S3_SECRET_KEY, ports=server.extra["ports"])
-        assert wait_for(lambda: _bucket_ready(client, "reload"), timeout_s=30)
+        assert wait_for(lambda: bucket_ready(client, "reload"), timeout_s=30)
         client.put_object(Bucket="reload", Key="Authorised/Joseph_Biden.jpg", Body=BIDEN.read_bytes())
         assert wait_for(lambda: running.people() == {"Barack_Obama", "Joseph_Biden"}, timeout_s=60)
         assert running.name(BIDEN_PROBE) == "Joseph_Biden"
@@ -123,13 +123,6 @@ def test_s3_down_keeps_the_last_gallery_and_reloads_when_back(mosquitto, tmp_pat
         running.close()
         server.stop()
 
-
-def _bucket_ready(client, bucket: str) -> bool:
-    try:
-        client.head_bucket(Bucket=bucket)
-        return True
-    except Exception:
-        return False
 
 
 def test_faces_add_and_remove_reach_a_running_recognizer_on_s3(mosquitto, s3_env, tmp_path):

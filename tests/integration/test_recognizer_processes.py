@@ -13,7 +13,7 @@ import pytest
 from facebus import devservers
 from facebus.mqtt import MqttClient
 from facebus.topics import Topics
-from tests.conftest import FACES_DEV, GALLERY, S3_ACCESS_KEY, S3_BUCKET, S3_SECRET_KEY, wait_for
+from tests.conftest import FACES_DEV, GALLERY, S3_ACCESS_KEY, S3_BUCKET, S3_SECRET_KEY, bucket_ready, wait_for
 from tests.factories import mqtt_settings
 from tests.processes import Availability, ServiceProcess
 
@@ -153,7 +153,7 @@ def test_with_its_s3_gallery_down_the_recognizer_waits_offline_then_starts(broke
         s3 = devservers.start_seaweedfs(tmp_path / "s3", S3_BUCKET, S3_ACCESS_KEY, S3_SECRET_KEY, ports=ports)
         client = boto3.client("s3", endpoint_url=s3.url, aws_access_key_id=S3_ACCESS_KEY,
                               aws_secret_access_key=S3_SECRET_KEY, region_name="us-east-1")
-        assert wait_for(lambda: _bucket_ready(client), 30)
+        assert wait_for(lambda: bucket_ready(client), 30)
         for photo in sorted((GALLERY / "Authorised").glob("*"))[:3]:
             key = f"Authorised/{photo.name}" if photo.is_file() else f"Authorised/{photo.name}/1.jpg"
             body = photo.read_bytes() if photo.is_file() else sorted(photo.glob("*.jp*g"))[0].read_bytes()
@@ -171,10 +171,3 @@ def test_with_its_s3_gallery_down_the_recognizer_waits_offline_then_starts(broke
         if s3:
             s3.stop()
 
-
-def _bucket_ready(client) -> bool:
-    try:
-        client.head_bucket(Bucket=S3_BUCKET)
-        return True
-    except Exception:  # noqa: BLE001 - weed mini creates its bucket a moment after the port opens
-        return False

@@ -15,7 +15,7 @@ from facebus.mqtt import MqttClient
 from facebus.settings import RecognizerSettings, VisitorSettings
 from facebus.topics import Topics
 from recognizer.visitors import VisitorStore
-from tests.conftest import FACES_DEV, GALLERY, S3_BUCKET, wait_for
+from tests.conftest import FACES_DEV, GALLERY, S3_BUCKET, bucket_ready, wait_for
 from tests.factories import mqtt_settings
 
 pytestmark = pytest.mark.integration
@@ -122,7 +122,7 @@ def test_the_store_on_s3_keeps_sightings_while_s3_is_down_and_writes_them_when_i
     s3 = devservers.start_seaweedfs(tmp_path / "s3", S3_BUCKET, S3_ACCESS_KEY, S3_SECRET_KEY, ports=ports)
     client = boto3.client("s3")
     try:
-        assert wait_for(lambda: _bucket_ready(client), 30)
+        assert wait_for(lambda: bucket_ready(client), 30)
         visitors = Visitors(settings, "yunet-sface", VisitorStore.open(settings, "unused"))
         assert visitors.flush_once()  # loaded: an empty store
         s3.stop()  # S3 goes down
@@ -133,7 +133,7 @@ def test_the_store_on_s3_keeps_sightings_while_s3_is_down_and_writes_them_when_i
         assert visitors.see([faces[0]], "porch", utc_now(), None).visitor_id == ids[0]  # answered from memory
         assert not visitors.flush_once() and visitors.pending() == 3  # nothing lost, nothing written
         s3 = devservers.start_seaweedfs(tmp_path / "s3", S3_BUCKET, S3_ACCESS_KEY, S3_SECRET_KEY, ports=ports)
-        assert wait_for(lambda: _bucket_ready(client), 30)
+        assert wait_for(lambda: bucket_ready(client), 30)
         assert wait_for(visitors.flush_once, 30) and visitors.pending() == 0
         stored = {r.visitor_id: r for r in VisitorStore.open(settings, "unused").load()}
         assert set(stored) == set(ids) and stored[ids[0]].cameras == ["door", "porch"]
@@ -141,10 +141,3 @@ def test_the_store_on_s3_keeps_sightings_while_s3_is_down_and_writes_them_when_i
     finally:
         s3.stop()
 
-
-def _bucket_ready(client) -> bool:
-    try:
-        client.head_bucket(Bucket=S3_BUCKET)
-        return True
-    except Exception:  # noqa: BLE001 - weed mini creates its bucket a moment after the port opens
-        return False
