@@ -39,9 +39,10 @@ from datetime import datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from facebus.events import AccessDecision, EventType, FaceEvent, describe_error, format_time, utc_now
 from facebus.images import ImageError, check_frame
@@ -51,6 +52,7 @@ from facebus.stats import Counters
 from facebus.topics import OFFLINE, ONLINE, Topics
 
 log = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
 
 PAGE_PATH = Path(__file__).with_name("live.html")
 MAX_FRAME_BYTES = 4 * 1024 * 1024  # an annotated frame is a downscaled JPEG (640 px wide by default): ~50 KB
@@ -152,16 +154,8 @@ class LiveState:
     def on_face(self, message: Message) -> None:
         """A FaceEvent: ``decided`` and ``changed`` events go to the log (``ended`` ones repeat the track's last
         decision and are only counted); an event already in the log (a QoS 1 redelivery) is dropped."""
-        device = self._device(message, "events_bad")
-        if device is None:
-            return
-        try:
-            event = FaceEvent.model_validate_json(message.payload)
-        except ValidationError as exc:
-            self._bad("events_bad", message, describe_error(exc))
-            return
-        if event.device_id != device:
-            self._bad("events_bad", message, f"device_id {event.device_id!r} is not the topic's device")
+        event = self._parse(message, FaceEvent, "events_bad")
+        if event is None:
             return
         self.counters.add("events_in")
         if event.event_type is EventType.ended:
@@ -175,16 +169,8 @@ class LiveState:
 
     def on_access(self, message: Message) -> None:
         """An AccessDecision: goes to the log."""
-        device = self._device(message, "decisions_bad")
-        if device is None:
-            return
-        try:
-            decision = AccessDecision.model_validate_json(message.payload)
-        except ValidationError as exc:
-            self._bad("decisions_bad", message, describe_error(exc))
-            return
-        if decision.device_id != device:
-            self._bad("decisions_bad", message, f"device_id {decision.device_id!r} is not the topic's device")
+        decision = self._parse(message, AccessDecision, "decisions_bad")
+        if decision is None:
             return
         self.counters.add("decisions_in")
         with self.changed:
@@ -242,6 +228,22 @@ class LiveState:
         except ValueError as exc:
             self._bad(counter, message, str(exc))
             return None
+
+    def _parse(self, message: Message, model: type[M], counter: str) -> M | None:
+        """``message``'s payload as ``model`` (a FaceEvent or AccessDecision) whose device_id is the topic's; None
+        (counted in ``counter`` and logged) when the topic, the payload or the device does not fit."""
+        device = self._device(message, counter)
+        if device is None:
+            return None
+        try:
+            parsed = model.model_validate_json(message.payload)
+        except ValidationError as exc:
+            self._bad(counter, message, describe_error(exc))
+            return None
+        if parsed.device_id != device:
+            self._bad(counter, message, f"device_id {parsed.device_id!r} is not the topic's device")
+            return None
+        return parsed
 
     def _bad(self, counter: str, message: Message, reason: str) -> None:
         self.counters.add(counter)

@@ -111,6 +111,14 @@ def _refused(action: str, refused) -> None:
         print(f"facebus faces {action}: {item.origin}: {item.reason}", file=sys.stderr)
 
 
+def _print_written(result) -> None:
+    """One line per photo a gallery add wrote, or found already there."""
+    for key in result.written:
+        print(f"added {key}")
+    for key in result.present:
+        print(f"already there {key}")
+
+
 def cmd_add(args: argparse.Namespace, settings: RecognizerSettings) -> int:
     from recognizer import store
     from recognizer.gallery import open_source
@@ -133,10 +141,7 @@ def cmd_add(args: argparse.Namespace, settings: RecognizerSettings) -> int:
         print(f"facebus faces add: nothing added for {person}: {len(result.refused)} of {len(photos)} photos refused",
               file=sys.stderr)
         return 1
-    for key in result.written:
-        print(f"added {key}")
-    for key in result.present:
-        print(f"already there {key}")
+    _print_written(result)
     return 0
 
 
@@ -380,10 +385,7 @@ def cmd_promote(args: argparse.Namespace, settings: RecognizerSettings) -> int:
                   f"`facebus faces add {person} PHOTO.jpg`, then `facebus faces forget-visitor {vid}`",
                   file=sys.stderr)
         return 1
-    for key in result.written:
-        print(f"added {key}")
-    for key in result.present:
-        print(f"already there {key}")
+    _print_written(result)
     for key in visitors.delete(vid):
         print(f"deleted {key}")
     print(f"promoted {vid} to {person} ({category.value}): {len(result.written) + len(result.present)} of "
