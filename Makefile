@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: demo test unit deps venv clean
 
 demo: deps venv
-	$(PY) -m facebus demo
+	$(VENV)/bin/facebus demo
 
 test: deps venv
 	$(PY) -m pytest -q

@@ -35,7 +35,7 @@ from archiver.spool import Spool, Spooled, SpoolFull, SpoolLocked
 from facebus.events import EventType, FaceEvent, describe_error, utc_now
 from facebus.images import ImageError, decode_jpeg
 from facebus.mqtt import Message, MqttClient
-from facebus.settings import ArchiverSettings, InfluxSettings, MqttSettings
+from facebus.settings import ArchiverConfig, ArchiverSettings, InfluxSettings, MqttSettings
 from facebus.stats import Counters, split_by_device
 from facebus.topics import Topics
 
@@ -354,20 +354,21 @@ def run(mqtt: MqttClient, archiver: Archiver, stop: threading.Event, stats_inter
         log.info("archiver stopped; totals %s", archiver.counters.snapshot())
 
 
-def main(mqtt_settings: MqttSettings, influx_settings: InfluxSettings, settings: ArchiverSettings,
-         stats_interval_s: float, stop: threading.Event) -> int:
-    """The archiver service, wired from its settings; runs until ``stop`` is set. Returns the exit code (1 when the
-    spool cannot be opened or another archiver holds it). InfluxDB may be down at start: entries wait in the spool."""
+def main(config: ArchiverConfig, stop: threading.Event) -> int:
+    """The archiver service (``facebus archiver``), wired from its settings; runs until ``stop`` is set. Returns the
+    exit code (1 when the spool cannot be opened or another archiver holds it). InfluxDB may be down at start:
+    entries wait in the spool."""
+    settings = config.archiver
     try:
         spool = Spool(settings.spool_path, settings.spool_max_bytes, settings.spool_max_age_s)
     except (SpoolLocked, sqlite3.Error, OSError) as exc:
         log.error("cannot open the spool %s: %s", settings.spool_path, exc)
         return 1
-    influx = DeferredWriter(influx_settings)
-    mqtt = MqttClient(mqtt_settings, Topics(mqtt_settings.topic_prefix).service_availability("archiver"), "archiver")
+    influx = DeferredWriter(config.influx)
+    mqtt = MqttClient(config.mqtt, Topics(config.mqtt.topic_prefix).service_availability("archiver"), "archiver")
     writer = SpoolWriter(influx, spool, settings.batch_size, settings.flush_interval_s, mqtt.counters,
                          settings.max_backoff_s)
-    run(mqtt, Archiver(settings, spool, writer, mqtt.counters, mqtt.topics), stop, stats_interval_s)
+    run(mqtt, Archiver(settings, spool, writer, mqtt.counters, mqtt.topics), stop, config.stats.interval_s)
     spool.close()
     influx.close()
     return 0

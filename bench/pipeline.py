@@ -19,7 +19,7 @@ Names are checked per segment of short_hamilton_clip_segments.csv: the naive pip
 segment's identities_visible (for a track spanning segments: in none of them).
 
 Part 2 (``--live``, run after part 1 unless ``--no-live``): a private Mosquitto, the real recognizer
-(``python -m facebus recognizer``, default workers = one per core) and four cameras cam1..cam4 publishing the clip's
+(``facebus recognizer``, default workers = one per core) and four cameras cam1..cam4 publishing the clip's
 frames (looping, each from another offset) at 5 fps for ``--live-s`` seconds with the capture_time user property.
 Reported: frames sent / processed (the recognizer's frames_processed + frames_still) / dropped, capture-to-result
 latency (tracks messages as received here, and the recognizer's own stats), RSS of the recognizer and its workers
@@ -51,7 +51,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from facebus import devservers  # noqa: E402
+from facebus_tools import devservers  # noqa: E402
 from facebus.events import CAPTURE_TIME_PROPERTY, format_time, parse_time, utc_now  # noqa: E402
 from facebus.images import decode_jpeg, encode_jpeg  # noqa: E402
 from facebus.mqtt import Message, MqttClient  # noqa: E402
@@ -533,7 +533,7 @@ def start_recognizer(port: int, log_path: Path) -> subprocess.Popen:
                FACEBUS_RECOGNIZER_CACHE_DIR=str(CACHE_DIR), FACEBUS_STATS_INTERVAL_S=str(STATS_INTERVAL_S),
                FACEBUS_VISITORS_STORE=str(log_path.parent / "visitors"))  # not in the repo's sample gallery
     with log_path.open("wb") as log:
-        return subprocess.Popen([sys.executable, "-m", "facebus", "recognizer", "--gallery", str(GALLERY)],
+        return subprocess.Popen([sys.executable, "-m", "facebus_tools", "recognizer", "--gallery", str(GALLERY)],
                                 cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 

@@ -15,6 +15,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 Box = tuple[int, int, int, int]  # (top, right, bottom, left) in pixels
 
+# File name suffixes (lower case) of the photos every part accepts (gallery keys, image folders, `faces` paths): the
+# formats PIL reads that cameras and phones write. Videos: what OpenCV's FFmpeg backend opens.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
+
 
 class ImageError(ValueError):
     """An image that cannot be used: not decodable, too large, wrong format. The message says why."""

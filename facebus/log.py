@@ -8,6 +8,10 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from facebus.settings import LogSettings
 
 _RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -43,19 +47,20 @@ class TextFormatter(logging.Formatter):
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
-def setup(level: str | None = None, stream=None) -> None:
-    """Configure the root logger once per process: ``level`` (the --log-level flag) wins over ``FACEBUS_LOG_LEVEL``
-    from the environment or ``.env``; JSON lines per ``FACEBUS_LOG_JSON``, by default unless the stream is a terminal.
-    ``stream``: stdout for the services; stderr for tools whose stdout is their result."""
+def setup(settings: LogSettings | None = None, stream=None) -> None:
+    """Configure the root logger once per process from ``settings`` (default: ``FACEBUS_LOG_LEVEL`` and
+    ``FACEBUS_LOG_JSON`` from the environment or ``.env``): JSON lines unless ``json_lines`` is false, by default
+    unless the stream is a terminal. ``stream``: stdout for the services; stderr for tools whose stdout is their
+    result."""
     from facebus.settings import LogSettings
 
-    settings = LogSettings()
+    settings = settings or LogSettings()
     stream = stream or sys.stdout
     json_lines = settings.json_lines if settings.json_lines is not None else not stream.isatty()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level or settings.level)
+    root.setLevel(settings.level)
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

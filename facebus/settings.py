@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args, get_origin
+from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -488,10 +488,25 @@ class StatsSettings(BaseSettings):
     )
 
 
+class GrafanaSettings(BaseSettings):
+    """A running Grafana that ``facebus grafana push`` writes the datasource and dashboards to."""
+
+    model_config = _config("FACEBUS_GRAFANA_")
+
+    url: str | None = Field(None, title="Grafana URL", description="Grafana base URL, e.g. http://grafana.local:3000.")
+    token: SecretStr | None = Field(
+        None, title="Token", description="Token of a Grafana service account with the Admin role."
+    )
+    crops_url: str | None = Field(
+        None, title="Crops URL",
+        description="Where browsers find the crops (unset: as in the dashboards, http://localhost:8081/crops).",
+    )
+
+
 class LogSettings(BaseSettings):
     """Logging of every service."""
 
-    model_config = _config("FACEBUS_LOG_")
+    model_config = _config("FACEBUS_LOG_") | SettingsConfigDict(populate_by_name=True)
 
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", title="Log level", description="DEBUG, INFO, WARNING or ERROR."
@@ -514,11 +529,83 @@ class LogSettings(BaseSettings):
 
 S = TypeVar("S", bound=BaseSettings)
 
+
+# --- What each service reads: one bundle per entry point (``<service>.service.main(config, stop)``) ---------------
+
+
+@dataclass(frozen=True)
+class PublisherConfig:
+    """Everything ``facebus publisher`` reads."""
+
+    publisher: PublisherSettings
+    mqtt: MqttSettings
+
+
+@dataclass(frozen=True)
+class RecognizerConfig:
+    """Everything ``facebus recognizer`` reads."""
+
+    recognizer: RecognizerSettings
+    access: AccessSettings
+    visitors: VisitorSettings
+    webhooks: WebhookSettings
+    stats: StatsSettings
+    mqtt: MqttSettings
+
+
+@dataclass(frozen=True)
+class ArchiverConfig:
+    """Everything ``facebus archiver`` reads."""
+
+    archiver: ArchiverSettings
+    stats: StatsSettings
+    influx: InfluxSettings
+    mqtt: MqttSettings
+
+
+@dataclass(frozen=True)
+class LiveConfig:
+    """Everything ``facebus live`` reads."""
+
+    live: LiveSettings
+    mqtt: MqttSettings
+
+
+C = TypeVar("C")
+
+
+def config_classes(config: type) -> list[type[BaseSettings]]:
+    """The settings classes of a bundle such as :class:`RecognizerConfig`, in field order (the order of --help)."""
+    hints = get_type_hints(config)
+    return [hints[f.name] for f in fields(config)]
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, config: type) -> None:
+    """Add the flags of every settings class of the bundle ``config`` to ``parser``."""
+    for cls in config_classes(config):
+        add_arguments(parser, cls)
+
+
+def load_config(config: type[C], args: argparse.Namespace) -> C:
+    """Build the bundle ``config`` from the flags in ``args``, then environment, then ``.env``. Raises
+    ValidationError for the first invalid settings class."""
+    return config(*(load(cls, args) for cls in config_classes(config)))
+
 # Flags of shared concerns carry a prefix (--mqtt-host, --influx-url); a service's own flags have none (--device-id).
 _FLAG_PREFIXES = {"MqttSettings": "mqtt_", "InfluxSettings": "influx_", "LogSettings": "log_", "StatsSettings": "stats_",
                   "AccessSettings": "access_", "WebhookSettings": "webhook_", "VisitorSettings": "visitors_"}
 ALL_SETTINGS = (MqttSettings, PublisherSettings, RecognizerSettings, AccessSettings, VisitorSettings, WebhookSettings, LiveSettings,
-                InfluxSettings, ArchiverSettings, LogSettings, StatsSettings)
+                InfluxSettings, ArchiverSettings, GrafanaSettings, LogSettings, StatsSettings)
+
+
+def _key(cls: type[BaseSettings], field_name: str) -> str:
+    """The name a field goes by outside Python: its alias without the prefix (``FACEBUS_LOG_JSON`` → ``json``), else
+    the field name."""
+    alias = cls.model_fields[field_name].validation_alias
+    prefix = cls.model_config.get("env_prefix", "")
+    if isinstance(alias, str) and alias.upper().startswith(prefix.upper()):
+        return alias[len(prefix):].lower()
+    return field_name
 
 
 def _dest(cls: type[BaseSettings], field_name: str) -> str:
@@ -526,13 +613,13 @@ def _dest(cls: type[BaseSettings], field_name: str) -> str:
 
 
 def flag_name(cls: type[BaseSettings], field_name: str) -> str:
-    """Command-line flag of a field, e.g. ``--mqtt-port``."""
-    return "--" + _dest(cls, field_name).replace("_", "-")
+    """Command-line flag of a field, e.g. ``--mqtt-port``, ``--log-json`` (field ``json_lines``, alias ``FACEBUS_LOG_JSON``)."""
+    return "--" + (_FLAG_PREFIXES.get(cls.__name__, "") + _key(cls, field_name)).replace("_", "-")
 
 
 def env_name(cls: type[BaseSettings], field_name: str) -> str:
-    """Environment variable of a field, e.g. ``FACEBUS_MQTT_PORT``."""
-    return f"{cls.model_config.get('env_prefix', '')}{field_name.upper()}"
+    """Environment variable of a field, e.g. ``FACEBUS_MQTT_PORT``, ``FACEBUS_LOG_JSON`` (its alias)."""
+    return f"{cls.model_config.get('env_prefix', '')}{_key(cls, field_name).upper()}"
 
 
 def add_arguments(parser: argparse.ArgumentParser, cls: type[BaseSettings]) -> None:
@@ -544,7 +631,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type[BaseSettings]) -> N
             "default": argparse.SUPPRESS,
             "help": f"{field.description} [env {env_name(cls, name)}]",
         }
-        if field.annotation is bool:
+        if field.annotation in (bool, bool | None):
             kwargs["action"] = argparse.BooleanOptionalAction
         elif get_origin(field.annotation) is list:
             kwargs["type"] = _json_list
@@ -574,7 +661,9 @@ def explain(exc: ValidationError) -> list[str]:
     lines = []
     for err in exc.errors():
         key = str(err["loc"][0]) if err["loc"] else "?"
-        where = f"{env_name(cls, key)} / {flag_name(cls, key)}" if cls else key
+        if cls is not None:  # an aliased field is reported by its alias (FACEBUS_LOG_JSON): back to the field
+            key = next((n for n, f in cls.model_fields.items() if key in (n, f.validation_alias)), key)
+        where = f"{env_name(cls, key)} / {flag_name(cls, key)}" if cls and key in cls.model_fields else key
         got = f" (got {err['input']!r})" if not isinstance(err.get("input"), dict) else ""
         lines.append(f"invalid setting {where}: {err['msg']}{got}")
     return lines

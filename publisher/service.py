@@ -14,8 +14,9 @@ import time
 from facebus.events import CAPTURE_TIME_PROPERTY, format_time, utc_now
 from facebus.images import encode_jpeg_bgr, fit_width
 from facebus.mqtt import MqttClient
-from facebus.settings import PublisherSettings
+from facebus.settings import PublisherConfig, PublisherSettings
 from facebus.stats import Counters
+from facebus.topics import Topics
 from publisher.sources import describe, frames
 
 log = logging.getLogger(__name__)
@@ -78,3 +79,17 @@ def run(settings: PublisherSettings, mqtt: MqttClient, stop: threading.Event, co
         mqtt.stop()
     log.info("publisher done: %s", counters.snapshot())
     return counters
+
+
+def main(config: PublisherConfig, stop: threading.Event) -> int:
+    """The publisher service (``facebus publisher``), wired from its settings; runs until the source ends or ``stop``
+    is set. Returns the exit code: 0, or 1 for a source that cannot be opened (a missing file, a bad URL)."""
+    settings = config.publisher
+    mqtt = MqttClient(config.mqtt, Topics(config.mqtt.topic_prefix).device_availability(settings.device_id),
+                      f"publisher-{settings.device_id}")
+    try:
+        run(settings, mqtt, stop)
+    except (FileNotFoundError, ValueError) as exc:
+        log.error("%s", exc)
+        return 1
+    return 0

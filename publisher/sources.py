@@ -20,8 +20,6 @@ from facebus.stats import Counters
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-
 
 @dataclass
 class Source:

@@ -18,8 +18,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from recognizer.gallery import CATEGORY_FOLDERS, IMAGE_SUFFIXES
-from recognizer.store import Photo, Refused
+from facebus.images import IMAGE_SUFFIXES
+from recognizer.gallery import CATEGORY_FOLDERS, Rejected
+from recognizer.store import Photo
 
 MIB = 1024 * 1024
 
@@ -39,9 +40,9 @@ class Limits:
     max_photo_bytes: int = 20 * MIB
 
 
-def read_bundle(path: Path, limits: Limits = Limits()) -> tuple[list[str], Iterator[Photo | Refused]]:
+def read_bundle(path: Path, limits: Limits = Limits()) -> tuple[list[str], Iterator[Photo | Rejected]]:
     """The image paths of a folder or zip (after the checks above) and an iterator giving, in that order, a
-    :class:`Photo` (origin = path inside the bundle) or a :class:`Refused` (entry over ``max_photo_bytes``, unreadable).
+    :class:`Photo` (origin = path inside the bundle) or a :class:`Rejected` (entry over ``max_photo_bytes``, unreadable).
     Files that are not .jpg/.jpeg/.png, hidden files and ``__MACOSX/`` are left out.
 
     Raises BundleError when the folder or zip is refused as a whole.
@@ -74,24 +75,24 @@ def _drop_top_folder(names: list[str]) -> dict[str, str]:
     return {name: name for name in names}
 
 
-def _read_folder(root: Path, limits: Limits) -> tuple[list[str], Iterator[Photo | Refused]]:
+def _read_folder(root: Path, limits: Limits) -> tuple[list[str], Iterator[Photo | Rejected]]:
     names = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
     names = [name for name in names if _is_image(name)]
     if len(names) > limits.max_entries:
         raise BundleError(f"{root}: {len(names)} images, over the limit of {limits.max_entries}")
     mapping = _drop_top_folder(names)
 
-    def photos() -> Iterator[Photo | Refused]:
+    def photos() -> Iterator[Photo | Rejected]:
         for name, original in mapping.items():
             file = root / original
             size = file.stat().st_size
             if size > limits.max_photo_bytes:
-                yield Refused(name, f"file of {size} bytes is over the {limits.max_photo_bytes} byte limit")
+                yield Rejected(name, f"file of {size} bytes is over the {limits.max_photo_bytes} byte limit")
                 continue
             try:
                 yield Photo(name, file.read_bytes())
             except OSError as exc:
-                yield Refused(name, f"unreadable: {exc}")
+                yield Rejected(name, f"unreadable: {exc}")
 
     return list(mapping), photos()
 
@@ -107,7 +108,7 @@ def _unsafe(info: zipfile.ZipInfo) -> str | None:
     return None
 
 
-def _read_zip(path: Path, limits: Limits) -> tuple[list[str], Iterator[Photo | Refused]]:
+def _read_zip(path: Path, limits: Limits) -> tuple[list[str], Iterator[Photo | Rejected]]:
     size = path.stat().st_size
     if size > limits.max_zip_bytes:
         raise BundleError(f"{path}: zip of {size} bytes is over the {limits.max_zip_bytes} byte limit")
@@ -138,21 +139,21 @@ def _read_zip(path: Path, limits: Limits) -> tuple[list[str], Iterator[Photo | R
     by_name = {info.filename: info for info in infos if not info.is_dir() and _is_image(info.filename)}
     mapping = _drop_top_folder(sorted(by_name))
 
-    def photos() -> Iterator[Photo | Refused]:
+    def photos() -> Iterator[Photo | Rejected]:
         with archive:
             for name, original in mapping.items():
                 info = by_name[original]
                 if info.file_size > limits.max_photo_bytes:
-                    yield Refused(name, f"entry of {info.file_size} bytes is over the {limits.max_photo_bytes} byte limit")
+                    yield Rejected(name, f"entry of {info.file_size} bytes is over the {limits.max_photo_bytes} byte limit")
                     continue
                 try:
                     with archive.open(info) as entry:
                         data = entry.read(limits.max_photo_bytes + 1)  # never trust the declared size
                 except (zipfile.BadZipFile, OSError, NotImplementedError, RuntimeError) as exc:
-                    yield Refused(name, f"unreadable zip entry: {exc}")
+                    yield Rejected(name, f"unreadable zip entry: {exc}")
                     continue
                 if len(data) > limits.max_photo_bytes:
-                    yield Refused(name, f"entry inflates past the {limits.max_photo_bytes} byte limit")
+                    yield Rejected(name, f"entry inflates past the {limits.max_photo_bytes} byte limit")
                 else:
                     yield Photo(name, data)
 

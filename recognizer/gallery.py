@@ -27,13 +27,12 @@ from typing import Protocol
 import numpy as np
 
 from facebus.events import Category
-from facebus.images import ImageError
+from facebus.images import IMAGE_SUFFIXES, ImageError
 from facebus.topics import ID_RE, UNKNOWN_PERSON
 from recognizer.matching import GalleryEntry, GalleryIndex
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 CATEGORY_FOLDERS = {
     "authorised": Category.authorised,
     "authorized": Category.authorised,
@@ -172,9 +171,10 @@ def open_source(spec: str) -> GallerySource:
 
 @dataclass(frozen=True)
 class Rejected:
-    """A gallery image that was not enrolled, and why."""
+    """A photo that was not taken into the gallery, and why: a gallery image not enrolled (``origin`` = its key), or a
+    photo, zip or zip entry ``facebus faces`` refused (``origin`` = file path or path inside the zip)."""
 
-    key: str
+    origin: str
     reason: str
 
 
@@ -252,6 +252,6 @@ class GalleryLoader:
             "model": self.model,
             "people": list(people.values()),
             "images": len(self.index),
-            "rejected": [{"key": r.key, "reason": r.reason} for r in self.rejected],
+            "rejected": [{"key": r.origin, "reason": r.reason} for r in self.rejected],
         }
 

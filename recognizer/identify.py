@@ -22,7 +22,6 @@ from facebus.images import ImageError
 from recognizer.engine import Engine
 from recognizer.quality import measure
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
 _VIDEO_EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)  # video time 0 as a capture time
 
 

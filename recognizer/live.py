@@ -47,7 +47,7 @@ from pydantic import BaseModel, ValidationError
 from facebus.events import AccessDecision, EventType, FaceEvent, describe_error, format_time, utc_now
 from facebus.images import ImageError, check_frame
 from facebus.mqtt import Message, MqttClient
-from facebus.settings import LiveSettings, MqttSettings
+from facebus.settings import LiveConfig, LiveSettings, MqttSettings
 from facebus.stats import Counters
 from facebus.topics import OFFLINE, ONLINE, Topics
 
@@ -535,9 +535,10 @@ class LivePage:
                 "counters": self.state.counters.snapshot()}
 
 
-def main(mqtt_settings: MqttSettings, settings: LiveSettings, stop: threading.Event) -> int:
+def main(config: LiveConfig, stop: threading.Event) -> int:
     """``facebus live``: serve the page until ``stop`` is set. Returns the exit code: 0, or 1 when the address
     cannot be listened on."""
+    mqtt_settings, settings = config.mqtt, config.live
     page = LivePage(mqtt_settings, settings)
     try:
         page.start()

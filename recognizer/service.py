@@ -19,7 +19,8 @@ from collections import OrderedDict
 from facebus.events import CAPTURE_TIME_PROPERTY, AccessDecision, Category, EventType, FaceEvent, Visitor, parse_time, utc_now
 from facebus.images import ImageError, check_frame
 from facebus.mqtt import Message, MqttClient
-from facebus.settings import AccessSettings, MqttSettings, RecognizerSettings, VisitorSettings, WebhookSettings
+from facebus.settings import (AccessSettings, MqttSettings, RecognizerConfig, RecognizerSettings, VisitorSettings,
+                              WebhookSettings)
 from facebus.stats import Samples, split_by_device
 from facebus.topics import Topics
 from recognizer.access import AccessState
@@ -390,19 +391,18 @@ class Recognizer:
             log.info("recognizer stopped; totals %s", self.counters.snapshot())
 
 
-def main(mqtt_settings: MqttSettings, settings: RecognizerSettings, stats_interval_s: float, stop: threading.Event,
-         access: AccessSettings | None = None, webhooks: WebhookSettings | None = None,
-         visitors: VisitorSettings | None = None) -> int:
-    """The recognizer service, wired from its settings; runs until ``stop`` is set. Returns the exit code (1 for a
-    gallery setting that cannot be opened, e.g. ``s3://`` without a bucket)."""
+def main(config: RecognizerConfig, stop: threading.Event) -> int:
+    """The recognizer service (``facebus recognizer``), wired from its settings; runs until ``stop`` is set. Returns
+    the exit code (1 for a gallery setting that cannot be opened, e.g. ``s3://`` without a bucket)."""
     from recognizer.photos import open_gallery
 
+    settings = config.recognizer
     try:
         gallery = open_gallery(settings)
     except ValueError as exc:
         log.error("%s", exc)
         return 1
-    availability = Topics(mqtt_settings.topic_prefix).service_availability(settings.instance)
-    mqtt = MqttClient(mqtt_settings, availability, settings.instance)
-    Recognizer(settings, mqtt, gallery, access, webhooks, visitors).run(stop, stats_interval_s)
+    availability = Topics(config.mqtt.topic_prefix).service_availability(settings.instance)
+    mqtt = MqttClient(config.mqtt, availability, settings.instance)
+    Recognizer(settings, mqtt, gallery, config.access, config.webhooks, config.visitors).run(stop, config.stats.interval_s)
     return 0

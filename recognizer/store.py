@@ -58,14 +58,6 @@ class Photo:
     data: bytes
 
 
-@dataclass(frozen=True)
-class Refused:
-    """A photo (or a zip, or a file in it) that was not taken, and why."""
-
-    origin: str
-    reason: str
-
-
 def prepare(photo: Photo, encode: Encoder, max_photo_bytes: int) -> bytes:
     """The JPEG to store for ``photo`` (see the module docstring), after checking it with the gallery ``encode``
     (which also fills the recognizer's encoding cache). Raises ImageError with the reason."""
@@ -129,16 +121,16 @@ class Added:
 
     written: list[str] = field(default_factory=list)
     present: list[str] = field(default_factory=list)
-    refused: list[Refused] = field(default_factory=list)
+    refused: list[Rejected] = field(default_factory=list)
 
 
 def add(
-    source: GallerySource, person: str, category: Category, photos: Iterable[Photo | Refused], encode: Encoder,
+    source: GallerySource, person: str, category: Category, photos: Iterable[Photo | Rejected], encode: Encoder,
     max_photo_bytes: int, all_or_nothing: bool = True,
 ) -> Added:
     """Check every photo, then store the good ones for ``person`` in ``category``. With ``all_or_nothing`` one bad
     photo stops the whole add (nothing written); without it the good photos are stored and the bad ones reported.
-    A :class:`Refused` among ``photos`` (a file that could not be read) counts as a bad photo.
+    A :class:`Rejected` among ``photos`` (a file that could not be read) counts as a bad photo.
 
     Raises GalleryError when the person is in the other category (move them first), and the source's error
     (nothing left half-written) when the gallery cannot be read or written.
@@ -152,13 +144,13 @@ def add(
         )
     result, items, folder = Added(), [], category_folder(keys, category)
     for photo in photos:
-        if isinstance(photo, Refused):
+        if isinstance(photo, Rejected):
             result.refused.append(photo)
             continue
         try:
             jpeg = prepare(photo, encode, max_photo_bytes)
         except ImageError as exc:
-            result.refused.append(Refused(photo.origin, str(exc)))
+            result.refused.append(Rejected(photo.origin, str(exc)))
             continue
         key = photo_key(folder, person, photo.origin, jpeg)
         if key in keys or key in dict(items):
@@ -227,7 +219,7 @@ def summarize(
     """Per person (by category, then id): category (``authorised``, ``restricted``, or ``authorised+restricted`` when
     in both, which is a problem), usable images, and problems: in both categories, each rejected photo with its
     reason, no usable photo, and a look-alike from :func:`recognizer.matching.lookalikes` (person -> (other, distance))."""
-    reasons = {r.key: r.reason for r in rejected}
+    reasons = {r.origin: r.reason for r in rejected}
     lookalike = lookalike or {}
     rows = []
     for person, by_category in people_keys(keys).items():

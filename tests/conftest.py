@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from facebus import devservers
+from facebus_tools import devservers
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -90,7 +90,7 @@ def demo_run(tmp_path_factory):
     and influxd); shared by the end-to-end and the Grafana query tests. Yields (pipeline, time the run ended)."""
     from datetime import datetime, timezone
 
-    from facebus.demo import Pipeline
+    from facebus_tools.demo import Pipeline
 
     with Pipeline(tmp_path_factory.mktemp("demo") / "state", str(GALLERY),
                   extra_env={"FACEBUS_STATS_INTERVAL_S": "2"}) as pipeline:

@@ -50,7 +50,7 @@ class ServiceProcess:
 
     def spawn(self) -> None:
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "facebus", self.command], env=self.env,
+            self.process = subprocess.Popen([sys.executable, "-m", "facebus_tools", self.command], env=self.env,
                                             stdout=log, stderr=subprocess.STDOUT)
 
     def start(self, online: Availability, timeout_s: float = 60) -> None:

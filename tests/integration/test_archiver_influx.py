@@ -38,7 +38,7 @@ def test_auto_detection_picks_the_v1_api_for_influxdb_1_6(influxd):
 
 def test_v2_writer_reports_an_unreachable_server_as_influx_error():
     """The batch writer retries on InfluxError; any other exception would end its thread and stop all writes."""
-    from facebus.devservers import free_port
+    from facebus_tools.devservers import free_port
 
     writer = V2Writer(InfluxSettings(url=f"http://127.0.0.1:{free_port()}", api="v2", timeout_s=1))
     with pytest.raises(InfluxError, match="write failed"):
@@ -148,7 +148,7 @@ def test_bad_events_are_counted_and_do_not_stop_the_archiver(archiver):
 
 def test_entries_wait_while_influxdb_is_down_and_arrive_when_it_is_back(tmp_path):
     """A real influxd stopped under the archiver's writer, then started again on the same port and data."""
-    from facebus.devservers import start_influxd
+    from facebus_tools.devservers import start_influxd
     from facebus.stats import Counters
 
     server = start_influxd(tmp_path / "influx")

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from facebus import devservers
+from facebus_tools import devservers
 
 pytestmark = pytest.mark.integration
 
@@ -253,15 +253,15 @@ def env_file_values(path: Path) -> dict[str, str]:
 
 def broker_folder(folder: Path, cameras: tuple[str, ...] = ("camera1",)) -> Path:
     """``folder`` as `facebus broker init FOLDER --host mosquitto` and `facebus broker add-camera FOLDER <camera>` leave
-    it (camera1: the publisher's default device id). Until facebus.broker exists, the layout docker-compose.yml reads
+    it (camera1: the publisher's default device id). Until facebus_tools.broker exists, the layout docker-compose.yml reads
     is made by hand instead: credentials/<account>.env for recognizer, archiver, viewer and the cameras, and
     placeholders for the certificates, key, passwd and acl."""
     folder.parent.mkdir(parents=True, exist_ok=True)
-    if importlib.util.find_spec("facebus.broker") is not None:
+    if importlib.util.find_spec("facebus_tools.broker") is not None:
         commands = [["init", str(folder), "--host", "mosquitto"], *(["add-camera", str(folder), c] for c in cameras)]
         for args in commands:
             result = subprocess.run(  # cwd: not the repository, whose .env would be read
-                [sys.executable, "-m", "facebus", "broker", *args],
+                [sys.executable, "-m", "facebus_tools", "broker", *args],
                 check=False, capture_output=True, text=True, timeout=120, cwd=folder.parent,
             )
             assert result.returncode == 0, result.stdout + result.stderr
@@ -628,7 +628,7 @@ def test_mosquitto_conf_runs_on_the_real_broker_with_the_mounted_folder(tmp_path
     """mosquitto.conf reading /mosquitto/secure from a `facebus broker init` folder (as docker-compose.yml mounts it),
     with only its port and data folder moved, starts the real mosquitto: the healthcheck's port accepts TCP (what
     `nc -z` checks), a service's credentials file and the folder's CA get a client in over TLS, anonymous does not."""
-    if importlib.util.find_spec("facebus.broker") is None:
+    if importlib.util.find_spec("facebus_tools.broker") is None:
         pytest.skip("needs a real broker folder (facebus broker init): the fixture's hand-made one has no certificates")
     try:
         binary = devservers._binary("mosquitto", "/usr/sbin/mosquitto")

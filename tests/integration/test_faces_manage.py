@@ -44,7 +44,7 @@ def gallery(s3_env, cache_dir, request):
     env = dict(os.environ, FACEBUS_RECOGNIZER_CACHE_DIR=str(cache_dir), FACEBUS_RECOGNIZER_GALLERY=spec)
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "facebus", "faces", *map(str, args)], capture_output=True,
+        return subprocess.run([sys.executable, "-m", "facebus_tools", "faces", *map(str, args)], capture_output=True,
                               text=True, env=env, cwd=ROOT, timeout=600)
 
     def keys() -> list[str]:

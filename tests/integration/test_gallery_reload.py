@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from facebus.devservers import start_seaweedfs
+from facebus_tools.devservers import start_seaweedfs
 from facebus.mqtt import MqttClient
 from facebus.settings import RecognizerSettings
 from facebus.topics import Topics
@@ -137,7 +137,7 @@ def test_faces_add_and_remove_reach_a_running_recognizer_on_s3(mosquitto, s3_env
     spec = f"s3://{S3_BUCKET}/live-{uuid.uuid4().hex[:8]}"
     env = dict(os.environ, FACEBUS_RECOGNIZER_GALLERY=spec, FACEBUS_RECOGNIZER_CACHE_DIR=str(tmp_path / "cache"))
     faces = lambda *args: subprocess.run(  # noqa: E731
-        [sys.executable, "-m", "facebus", "faces", *map(str, args)], env=env, cwd=ROOT, capture_output=True, text=True,
+        [sys.executable, "-m", "facebus_tools", "faces", *map(str, args)], env=env, cwd=ROOT, capture_output=True, text=True,
         timeout=300,
     )
     assert faces("add", "Barack Obama", OBAMA).returncode == 0

@@ -33,7 +33,7 @@ def test_s3_gallery_with_both_layouts_and_a_rejected_image(s3_env, tmp_path):
     index, rejected = load_index(settings)
     assert index.people == ["Alex_Lacamoire", "Barack_Obama", "Joseph_Biden"]
     assert {e.person: e.category for e in index.entries}["Alex_Lacamoire"] == Category.restricted
-    assert [(r.key, r.reason) for r in rejected] == [("Authorised/Nobody.jpg", "no face found")]
+    assert [(r.origin, r.reason) for r in rejected] == [("Authorised/Nobody.jpg", "no face found")]
     model = photo_model(settings)
     rgb, found = photo_faces(model, (FACES_DEV / "probe/Barack_Obama/obama_small.jpg").read_bytes())
     (probe,) = model.encode(rgb, found[:1])

@@ -1,5 +1,5 @@
 """Grafana: the provisioning files and dashboards are well formed, and every dashboard query, run the way Grafana
-runs it (variables and macros expanded by facebus.grafana.substitute) against influxd 1.6.7 holding the data of a
+runs it (variables and macros expanded by facebus_tools.emulation.substitute) against influxd 1.6.7 holding the data of a
 real demo run (the Hamilton clip through publisher → recognizer → archiver), shows what a user expects.
 
 No Grafana runs here (it cannot be installed): `facebus grafana push` is tested against a local HTTP stub that
@@ -23,7 +23,8 @@ import requests
 import yaml
 
 from archiver.influx import V1Writer
-from facebus import grafana
+from facebus_tools import grafana
+from tests.support import grafana_emulation as emulation
 from facebus.settings import MODEL_DEFAULTS, InfluxSettings
 from tests.conftest import ROOT
 
@@ -146,13 +147,13 @@ def test_substitute_expands_like_grafana():
     query = ('SELECT x FROM m WHERE $timeFilter AND "p" =~ /^$person$/ AND "d" =~ /^${device:regex}$/ '
              'GROUP BY time($__interval)')
     start = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
-    out = grafana.substitute(query, {"person": ["a.b", "c/d"], "device": "door"}, start, start + timedelta(hours=1), 10)
+    out = emulation.substitute(query, {"person": ["a.b", "c/d"], "device": "door"}, start, start + timedelta(hours=1), 10)
     assert out == (f'SELECT x FROM m WHERE time >= {int(start.timestamp() * 1000)}ms and time <= '
                    f'{int(start.timestamp() * 1000) + 3_600_000}ms AND "p" =~ /^(a\\.b|c\\/d)$/ AND "d" =~ /^door$/ '
                    'GROUP BY time(10s)')
-    assert grafana.substitute("$__interval $__interval_ms $interval", {}, 0, 1, timedelta(minutes=2)) == "2m 120000 2m"
-    assert grafana.substitute('"p" =~ /^$p$/ $q', {"p": grafana.Raw(".*"), "q": "x.y"}, 0, 1, 1) == '"p" =~ /^.*$/ x.y'
-    assert grafana.substitute("$unknown", {}, 0, 1, 1) == "$unknown"
+    assert emulation.substitute("$__interval $__interval_ms $interval", {}, 0, 1, timedelta(minutes=2)) == "2m 120000 2m"
+    assert emulation.substitute('"p" =~ /^$p$/ $q', {"p": emulation.Raw(".*"), "q": "x.y"}, 0, 1, 1) == '"p" =~ /^.*$/ x.y'
+    assert emulation.substitute("$unknown", {}, 0, 1, 1) == "$unknown"
 
 
 # --- Queries on the data of a real demo run -------------------------------------------------------------------------
@@ -203,13 +204,13 @@ class Dashboards:
             if name in selected:
                 values[name] = selected[name]
             elif variable["type"] == "query":
-                values[name] = grafana.all_value(variable, self.options[uid][name])
+                values[name] = emulation.all_value(variable, self.options[uid][name])
             else:
                 values[name] = variable["current"]["value"]
         return values
 
     def run(self, query: str, variables: dict) -> dict:
-        return self.influx.query(grafana.substitute(query, variables, self.start, self.end, INTERVAL_S))
+        return self.influx.query(emulation.substitute(query, variables, self.start, self.end, INTERVAL_S))
 
     def panel(self, uid: str, title: str) -> dict:
         (panel,) = [p for p in self.by_uid[uid]["panels"] if p["title"] == title]
@@ -274,7 +275,7 @@ def test_every_query_of_every_panel_runs(boards, tmp_path_factory):
                                "options": len(boards.options[uid][variable["name"]])})
         for panel, target in targets(dashboard):
             body = boards.run(target["query"], boards.variables(uid))
-            grafana.transform(grafana.table_frames(body), panel.get("transformations", []))  # none it cannot apply
+            emulation.transform(emulation.table_frames(body), panel.get("transformations", []))  # none it cannot apply
             found = rows(body)
             with_value = [r for r in found if any(v not in (None, 0) for k, v in r.items() if k not in TAGS)]
             report.append({"dashboard": dashboard["title"], "query_of": f"{panel['title']} / {target['refId']}",
@@ -319,10 +320,10 @@ def test_crop_image_and_link_urls_return_the_jpeg(boards, crops_server):
     """The image cell's URL (regex value mapping, base rewritten by with_crops_url as `grafana push --crops-url`
     does) and the data link (${crops_url}/${__value.raw}, URI-encoded as Grafana does) both fetch the JPEG."""
     (lin,) = [r for r in boards.panel_rows("facebus-entries", "Entries") if r["person"] == "Lin_Manuel_Miranda"]
-    assert grafana.crop_image_url(boards.by_uid["facebus-entries"], lin["crop"]) == [
+    assert emulation.crop_image_url(boards.by_uid["facebus-entries"], lin["crop"]) == [
         f"{grafana.DEFAULT_CROPS_URL}/{lin['crop_path']}"]
     dashboard = grafana.with_crops_url(boards.by_uid["facebus-entries"], crops_server)
-    (image_url,) = grafana.crop_image_url(dashboard, lin["crop"])
+    (image_url,) = emulation.crop_image_url(dashboard, lin["crop"])
     crops_var = next(v for v in dashboard["templating"]["list"] if v["name"] == "crops_url")["current"]["value"]
     panel = next(p for p in dashboard["panels"] if p["title"] == "Entries")
     links = [prop["value"][0]["url"] for o in panel["fieldConfig"]["overrides"] for prop in o["properties"]
@@ -361,7 +362,7 @@ def visitor_table(boards: Dashboards, **selected) -> list[dict]:
     panel = boards.panel(*VISITORS)
     (target,) = panel["targets"]
     body = boards.run(target["query"], boards.variables(VISITORS[0], **selected))
-    return [row for frame in grafana.transform(grafana.table_frames(body), panel["transformations"]) for row in frame]
+    return [row for frame in emulation.transform(emulation.table_frames(body), panel["transformations"]) for row in frame]
 
 
 @pytest.fixture(scope="module")
@@ -418,10 +419,10 @@ def test_visitors_panel_lists_each_visitor_with_visits_entries_cameras_and_lates
     names = {o["matcher"]["options"] for o in panel["fieldConfig"]["overrides"] if o["matcher"]["id"] == "byName"}
     assert names == set(a), "an override names a column the table does not have, or a column has none"
     crop = a["crop (firstNotNull)"]
-    assert grafana.crop_image_url(boards.by_uid[VISITORS[0]], crop, panel="Visitors") == [
+    assert emulation.crop_image_url(boards.by_uid[VISITORS[0]], crop, panel="Visitors") == [
         f"{grafana.DEFAULT_CROPS_URL}/{crop}"]
     moved = grafana.with_crops_url(boards.by_uid[VISITORS[0]], "https://cams.example/crops/")
-    assert grafana.crop_image_url(moved, crop, panel="Visitors") == [f"https://cams.example/crops/{crop}"]
+    assert emulation.crop_image_url(moved, crop, panel="Visitors") == [f"https://cams.example/crops/{crop}"]
     (crop_column,) = [o for o in panel["fieldConfig"]["overrides"] if o["matcher"]["options"] == "crop (firstNotNull)"]
     assert {"id": "links", "value": [{"title": "Open the crop", "url": "${crops_url}/${__value.raw}",
                                       "targetBlank": True}]} in crop_column["properties"]
@@ -431,7 +432,7 @@ def test_visitors_panel_on_the_demo_run_shows_its_visitors(boards, demo):
     """On the demo's own data the panel shows exactly the visitors its entries carry (none when the recognizer gave
     no visitor ids), each with its entries counted."""
     pipeline, _ = demo
-    body = boards.influx.query(grafana.substitute(
+    body = boards.influx.query(emulation.substitute(
         'SELECT "visitor_id" FROM "face_entry" WHERE $timeFilter AND "visitor_id" =~ /./', {}, boards.start, boards.end, 1))
     expected: dict[str, int] = {}
     for row in rows(body):
@@ -500,11 +501,11 @@ def test_restricted_alert_query_fires_on_the_restricted_person_only(influx, demo
     rule = yaml.safe_load(ALERT_FILE.read_text())["groups"][0]["rules"][0]
     (query,) = [d["model"]["query"] for d in rule["data"] if d["datasourceUid"] == "facebus-influxdb"]
     window = timedelta(seconds=rule["data"][0]["relativeTimeRange"]["from"])
-    found = rows(influx.query(grafana.substitute(query, {}, end - window, end, 1)))
+    found = rows(influx.query(emulation.substitute(query, {}, end - window, end, 1)))
     expected = [(p, "hamilton") for p, c in archived.items() if c == "restricted"]  # [("Alex_Lacamoire", "hamilton")]
     assert [(r["person"], r["device"]) for r in found if r["count"] > 0] == expected
     hour = timedelta(hours=1)
-    assert rows(influx.query(grafana.substitute(query, {}, end - 2 * hour, end - hour, 1))) == []
+    assert rows(influx.query(emulation.substitute(query, {}, end - 2 * hour, end - hour, 1))) == []
 
 
 # --- facebus grafana push, against a stub of Grafana's HTTP API -----------------------------------------------------
@@ -569,9 +570,9 @@ def grafana_stub():
 
 
 def facebus_grafana(argv: list[str]) -> int:
-    """`facebus grafana ...` through facebus.cli once it has the subcommand; until then through the same
-    facebus.grafana.add_arguments + main the CLI calls."""
-    from facebus import cli
+    """`facebus grafana ...` through facebus_tools.cli once it has the subcommand; until then through the same
+    facebus_tools.grafana.add_arguments + main the CLI calls."""
+    from facebus_tools import cli
 
     parser = cli.build_parser()
     subcommands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
@@ -616,7 +617,7 @@ def test_push_creates_then_updates_the_datasource_and_saves_every_dashboard(graf
     assert ("POST", "/api/folders") not in methods
     entries = next(r["body"]["dashboard"] for r in recorded
                    if r["path"] == "/api/dashboards/db" and r["body"]["dashboard"]["uid"] == "facebus-entries")
-    assert grafana.crop_image_url(entries, "2026-11-22/door/x.jpg") == ["https://cams.example/crops/2026-11-22/door/x.jpg"]
+    assert emulation.crop_image_url(entries, "2026-11-22/door/x.jpg") == ["https://cams.example/crops/2026-11-22/door/x.jpg"]
 
 
 def test_push_reuses_a_folder_titled_facebus(grafana_stub):
@@ -630,7 +631,7 @@ def test_push_reuses_a_folder_titled_facebus(grafana_stub):
 
 
 def test_push_reports_failures_with_an_exit_code(grafana_stub, monkeypatch):
-    from facebus.devservers import free_port
+    from facebus_tools.devservers import free_port
 
     url, recorded, _ = grafana_stub
     monkeypatch.delenv("FACEBUS_GRAFANA_TOKEN", raising=False)

@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from archiver.influx import InfluxError, V1Writer
-from facebus import devservers
+from facebus_tools import devservers
 from facebus.settings import InfluxSettings
 
 pytestmark = pytest.mark.integration

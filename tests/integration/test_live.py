@@ -14,7 +14,7 @@ import uuid
 import cv2
 import pytest
 
-from facebus import broker, devservers
+from facebus_tools import broker, devservers
 from facebus.events import AccessDecision, AccessReason, Category, Decision, EventType, utc_now
 from facebus.images import encode_jpeg, fit_width, load_photo
 from facebus.mqtt import Message, MqttClient
@@ -351,7 +351,7 @@ def test_during_a_run_of_the_clip_the_page_shows_the_annotated_camera_and_the_na
     and the people of the clip appear by name in the log, with their access decisions."""
     import threading
 
-    from facebus.demo import DEVICE_ID, Pipeline
+    from facebus_tools.demo import DEVICE_ID, Pipeline
     from tests.conftest import CLIP, GALLERY
 
     with Pipeline(tmp_path / "state", str(GALLERY)) as pipeline:

@@ -16,7 +16,7 @@ import pytest
 from archiver.influx import V1Writer
 from archiver.service import SpoolWriter
 from archiver.spool import Spool
-from facebus import devservers
+from facebus_tools import devservers
 from facebus.mqtt import MqttClient
 from facebus.settings import InfluxSettings
 from facebus.stats import Counters

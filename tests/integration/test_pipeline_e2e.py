@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 from PIL import Image
 
-from facebus.demo import DEVICE_ID
+from facebus_tools.demo import DEVICE_ID
 from facebus.settings import MODEL_DEFAULTS, RecognizerSettings
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from facebus import devservers
+from facebus_tools import devservers
 from facebus.mqtt import MqttClient
 from facebus.topics import Topics
 from tests.conftest import FACES_DEV, GALLERY, S3_ACCESS_KEY, S3_BUCKET, S3_SECRET_KEY, bucket_ready, wait_for

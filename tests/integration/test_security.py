@@ -14,7 +14,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from facebus import broker, devservers
+from facebus_tools import broker, devservers
 from facebus.mqtt import Message, MqttClient
 from facebus.settings import MqttSettings
 from facebus.topics import Topics
@@ -216,14 +216,14 @@ def test_add_camera_prints_the_password_last_and_refuses_service_names(tmp_path)
 
     folder = tmp_path / "broker"
     broker.init(folder, [])
-    run = subprocess.run([sys.executable, "-m", "facebus", "broker", "add-camera", str(folder), "porch"],
+    run = subprocess.run([sys.executable, "-m", "facebus_tools", "broker", "add-camera", str(folder), "porch"],
                          capture_output=True, text=True, check=True)
     assert run.stdout.splitlines()[-1] == broker.BrokerDir.load(folder).password("porch")
     for name in ("archiver", "services", "bad/name"):
-        refused = subprocess.run([sys.executable, "-m", "facebus", "broker", "add-camera", str(folder), name],
+        refused = subprocess.run([sys.executable, "-m", "facebus_tools", "broker", "add-camera", str(folder), name],
                                  capture_output=True, text=True)
         assert refused.returncode == 1 and "facebus broker:" in refused.stderr and not refused.stdout
-    listed = subprocess.run([sys.executable, "-m", "facebus", "broker", "list", str(folder)],
+    listed = subprocess.run([sys.executable, "-m", "facebus_tools", "broker", "list", str(folder)],
                             capture_output=True, text=True, check=True).stdout
     assert "porch\tcamera" in listed and "viewer\tviewer" in listed
 

@@ -109,7 +109,7 @@ def test_the_store_on_s3_keeps_sightings_while_s3_is_down_and_writes_them_when_i
     import boto3
     import numpy as np
 
-    from facebus import devservers
+    from facebus_tools import devservers
     from recognizer.visitors import Visitors
     from tests.conftest import S3_ACCESS_KEY, S3_SECRET_KEY
 

@@ -133,7 +133,7 @@ class Site:
                            FACEBUS_INFLUX_URL=self.influx.url, FACEBUS_INFLUX_API="v1",
                            FACEBUS_INFLUX_DATABASE=self.influx.database, FACEBUS_ARCHIVER_CROPS_DIR=str(self.crops),
                            FACEBUS_LOG_JSON="1") | env
-        return subprocess.run([sys.executable, "-m", "facebus", "faces", *args], capture_output=True, text=True,
+        return subprocess.run([sys.executable, "-m", "facebus_tools", "faces", *args], capture_output=True, text=True,
                               env=environment, cwd=ROOT, timeout=300)
 
     def close(self) -> None:
@@ -365,7 +365,7 @@ def test_visitors_and_promote_on_an_s3_store(s3_env, tmp_path):
                FACEBUS_RECOGNIZER_CACHE_DIR=str(tmp_path / "cache"), FACEBUS_LOG_JSON="1")
 
     def faces(*args):
-        return subprocess.run([sys.executable, "-m", "facebus", "faces", *args], capture_output=True, text=True,
+        return subprocess.run([sys.executable, "-m", "facebus_tools", "faces", *args], capture_output=True, text=True,
                               env=env, cwd=ROOT, timeout=300)
 
     done = faces("visitors", "--json")
@@ -390,7 +390,7 @@ def test_rank_keeps_the_candidates_within_tolerance_nearest_first():
     from datetime import datetime, timezone
 
     from archiver.history import HistoryEntry
-    from recognizer.search import Candidate, rank
+    from facebus_tools.search import Candidate, rank
 
     def entry(n):
         at = datetime(2026, 11, 1, tzinfo=timezone.utc) + timedelta(minutes=n)
@@ -411,7 +411,7 @@ def test_rank_keeps_the_candidates_within_tolerance_nearest_first():
 def test_since_takes_durations_dates_and_times():
     from datetime import datetime, timezone
 
-    from recognizer.search import parse_since
+    from facebus_tools.search import parse_since
 
     now = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
     assert parse_since("30d", now) == now - timedelta(days=30)

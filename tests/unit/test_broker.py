@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from facebus.broker import acl_text, conf_text
+from facebus_tools.broker import acl_text, conf_text
 
 ROOT = Path(__file__).resolve().parents[2]
 ACCOUNTS = {"recognizer": "recognizer", "archiver": "archiver", "viewer": "viewer", "front-door": "camera"}

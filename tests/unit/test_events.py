@@ -139,7 +139,7 @@ def test_parse_time_rejects(text):
 
 def test_committed_schema_matches_model():
     committed = (ROOT / events.SCHEMA_PATH).read_text(encoding="utf-8")
-    assert committed == events.json_schema_text(), "regenerate with: python -m facebus schema > " + events.SCHEMA_PATH
+    assert committed == events.json_schema_text(), "regenerate with: facebus schema > " + events.SCHEMA_PATH
 
 
 def test_schema_shape():

@@ -20,7 +20,7 @@ from recognizer import store
 from recognizer.bundle import BundleError, Limits, read_bundle
 from recognizer.gallery import FolderSource, Rejected, parse_key
 from recognizer.matching import ENCODING_DIM, GalleryEntry, GalleryIndex, lookalikes
-from recognizer.store import GalleryError, Photo, Refused
+from recognizer.store import GalleryError, Photo
 
 A, R = Category.authorised, Category.restricted
 MIB = 1024 * 1024
@@ -305,18 +305,18 @@ def test_add_stores_normalised_jpegs_under_the_person(tmp_path):
 
 def test_add_all_or_nothing_writes_nothing_when_one_photo_is_refused(tmp_path):
     result = add(FolderSource(tmp_path), [*GOOD, FACELESS])
-    assert result.refused == [Refused("wall.jpg", "no face found")]
+    assert result.refused == [Rejected("wall.jpg", "no face found")]
     assert result.written == [] and files_under(tmp_path) == []
 
 
 def test_add_without_all_or_nothing_writes_the_good_photos(tmp_path):
     result = add(FolderSource(tmp_path), [GOOD[0], FACELESS, GOOD[1]], all_or_nothing=False)
-    assert result.refused == [Refused("wall.jpg", "no face found")]
+    assert result.refused == [Rejected("wall.jpg", "no face found")]
     assert len(result.written) == 2 and sorted(result.written) == files_under(tmp_path)
 
 
 def test_add_reports_a_refused_item_among_the_photos(tmp_path):
-    unreadable = Refused("broken.jpg", "unreadable zip entry: Bad CRC-32")
+    unreadable = Rejected("broken.jpg", "unreadable zip entry: Bad CRC-32")
     result = add(FolderSource(tmp_path), [GOOD[0], unreadable])
     assert (result.refused, result.written, files_under(tmp_path)) == ([unreadable], [], [])
 
@@ -548,14 +548,14 @@ def test_zip_entry_over_the_photo_limit_is_refused_alone(tmp_path):
     names, photos = read(bundle, Limits(max_photo_bytes=100))
     assert names == ["Alice.jpg", "Bob.jpg", "Carol.jpg"]
     assert photos[0] == Photo("Alice.jpg", b"a" * 100) and photos[2] == Photo("Carol.jpg", b"c")
-    assert isinstance(photos[1], Refused) and photos[1].origin == "Bob.jpg" and "byte limit" in photos[1].reason
+    assert isinstance(photos[1], Rejected) and photos[1].origin == "Bob.jpg" and "byte limit" in photos[1].reason
 
 
 def test_folder_file_over_the_photo_limit_is_refused_alone(tmp_path):
     gallery(tmp_path / "in", {"Alice.jpg": b"a" * 100, "Bob.jpg": b"b" * 101})
     _, photos = read(tmp_path / "in", Limits(max_photo_bytes=100))
     assert photos[0] == Photo("Alice.jpg", b"a" * 100)
-    assert isinstance(photos[1], Refused) and photos[1].origin == "Bob.jpg" and "byte limit" in photos[1].reason
+    assert isinstance(photos[1], Rejected) and photos[1].origin == "Bob.jpg" and "byte limit" in photos[1].reason
 
 
 def test_corrupt_zip_entry_is_refused_alone(tmp_path):

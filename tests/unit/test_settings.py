@@ -1,4 +1,4 @@
-"""Settings precedence (flags > env > .env > defaults) and config errors (facebus.settings, facebus.cli)."""
+"""Settings precedence (flags > env > .env > defaults) and config errors (facebus.settings, facebus_tools.cli)."""
 
 import logging
 import os
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from facebus import settings as cfg
-from facebus.cli import EXIT_CONFIG, build_parser, main
+from facebus_tools.cli import EXIT_CONFIG, build_parser, main
 
 
 @pytest.fixture(autouse=True)

@@ -19,7 +19,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from facebus import broker, devservers
+from facebus_tools import broker, devservers
 from facebus.mqtt import MqttClient
 from facebus.settings import InfluxSettings, MqttSettings
 from facebus.topics import ONLINE, Topics
@@ -117,7 +117,7 @@ class Pipeline:
         stopped on exit."""
         log = (self.state_dir / f"{service}.log").open("ab")
         process = subprocess.Popen(
-            [sys.executable, "-m", "facebus", "--env-file", str(self.credentials(service)), service, *args],
+            [sys.executable, "-m", "facebus_tools", "--env-file", str(self.credentials(service)), service, *args],
             env=self.env, stdout=log, stderr=subprocess.STDOUT,
         )
 
@@ -160,7 +160,7 @@ class Pipeline:
         args = ["--source", video, "--device-id", device_id, "--speed", str(speed), "--fps-max", str(fps_max)]
         if not sys.stderr.isatty():
             args.append("--no-progress")
-        command = [sys.executable, "-m", "facebus", "--env-file", str(self.credentials(device_id)), "publisher", *args]
+        command = [sys.executable, "-m", "facebus_tools", "--env-file", str(self.credentials(device_id)), "publisher", *args]
         return subprocess.run(command, env=self.env).returncode
 
     def wait_quiet(self, quiet_s: float = 4.0, timeout_s: float = 120.0) -> None:
@@ -209,6 +209,14 @@ def print_decisions(payloads: list[bytes]) -> None:
         d = AccessDecision.model_validate_json(payload)
         print(f"  {d.captured_at.isoformat(timespec='milliseconds')}  {d.device_id:<10} {d.decision.value:<8} "
               f"{d.reason.value:<11} {d.person or ''}")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``facebus demo`` flags on ``parser``."""
+    parser.add_argument("--state-dir", default=".state/demo", help="where the demo's servers keep their data and crops")
+    parser.add_argument("--video", default="samples/faces-dev/video/short_hamilton_clip.mp4")
+    parser.add_argument("--gallery", default="samples/gallery")
+    parser.add_argument("--speed", type=float, default=1.0, help="playback speed of the clip (1 = real time)")
 
 
 def main(args: argparse.Namespace) -> int:

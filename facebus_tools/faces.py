@@ -40,13 +40,11 @@ from pathlib import Path
 
 from facebus import settings as cfg
 from facebus.events import VISITOR_ID_PATTERN, Category, format_time, utc_now
-from facebus.images import ImageError, crop_jpeg, load_photo
+from facebus.images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, ImageError, crop_jpeg, load_photo
 from facebus.settings import RecognizerSettings
-from recognizer.identify import VIDEO_SUFFIXES
+from recognizer.gallery import Rejected
 
 log = logging.getLogger(__name__)
-
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 def image_files(paths: list[str]) -> Iterator[Path]:
@@ -54,7 +52,7 @@ def image_files(paths: list[str]) -> Iterator[Path]:
     for name in paths:
         path = Path(name)
         if path.is_dir():
-            suffixes = PHOTO_SUFFIXES + VIDEO_SUFFIXES
+            suffixes = IMAGE_SUFFIXES + VIDEO_SUFFIXES
             yield from sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
         else:
             yield path
@@ -126,12 +124,12 @@ def cmd_add(args: argparse.Namespace, settings: RecognizerSettings) -> int:
 
     person = store.person_id(args.name)
     category = Category.restricted if args.restricted else Category.authorised
-    photos: list[store.Photo | store.Refused] = []
+    photos: list[store.Photo | Rejected] = []
     for path in args.images:
         try:
             photos.append(store.Photo(path, Path(path).read_bytes()))
         except OSError as exc:
-            photos.append(store.Refused(path, f"unreadable: {exc.strerror or exc}"))
+            photos.append(Rejected(path, f"unreadable: {exc.strerror or exc}"))
     result = store.add(
         open_source(settings.gallery), person, category, _progress(photos, f"checking {person}"),
         gallery_encoder(settings), settings.gallery_max_photo_bytes,
@@ -202,13 +200,13 @@ def cmd_import(args: argparse.Namespace, settings: RecognizerSettings) -> int:
     names, photos = read_bundle(args.source, limits)
     source, encode = open_source(settings.gallery), gallery_encoder(settings)
     by_person: dict[tuple[Category, str], list[store.Photo]] = {}
-    refused: list[store.Refused] = []
+    refused: list[Rejected] = []
     for item in _progress(photos, "reading"):
         place = store.placement(item.origin, default) if isinstance(item, store.Photo) else None
-        if isinstance(item, store.Refused):
+        if isinstance(item, Rejected):
             refused.append(item)
         elif place is None:
-            refused.append(store.Refused(item.origin, "not in the layout: Person.jpg, Person/any.jpg or "
+            refused.append(Rejected(item.origin, "not in the layout: Person.jpg, Person/any.jpg or "
                                                       "Authorised|Restricted/… expected"))
         else:
             by_person.setdefault(place, []).append(item)
@@ -217,13 +215,13 @@ def cmd_import(args: argparse.Namespace, settings: RecognizerSettings) -> int:
     written = 0
     for (category, person), person_photos in _progress(sorted(by_person.items()), "importing"):
         if person in in_both:
-            refused += [store.Refused(p.origin, f"{person} is in both categories in this import") for p in person_photos]
+            refused += [Rejected(p.origin, f"{person} is in both categories in this import") for p in person_photos]
             continue
         try:
             result = store.add(source, person, category, person_photos, encode, settings.gallery_max_photo_bytes,
                                all_or_nothing=False)
         except store.GalleryError as exc:
-            refused += [store.Refused(p.origin, str(exc)) for p in person_photos]
+            refused += [Rejected(p.origin, str(exc)) for p in person_photos]
             continue
         refused += result.refused
         written += len(result.written)
@@ -435,7 +433,7 @@ def cmd_forget_visitor(args: argparse.Namespace, settings: RecognizerSettings) -
 
 def cmd_search(args: argparse.Namespace, settings: RecognizerSettings) -> int:
     from archiver.influx import make_writer
-    from recognizer import search
+    from facebus_tools import search
     from recognizer.photos import photo_model
 
     try:

@@ -14,12 +14,12 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import requests
 
-from facebus.broker import SESSION_CONF, BrokerDir
+from facebus_tools.broker import SESSION_CONF, BrokerDir
 
 
 def free_port() -> int:
@@ -146,7 +146,7 @@ bind-address = "127.0.0.1:{rpc_port}"
     try:
         _wait_for_port(port, process, 20, "influxd")
         deadline = time.monotonic() + 10
-        while requests.get(server.url + "/ping", timeout=2).status_code != 204:
+        while urllib.request.urlopen(server.url + "/ping", timeout=2).status != 204:
             if time.monotonic() > deadline:
                 raise TimeoutError("influxd /ping did not answer 204")
             time.sleep(0.05)

@@ -1,5 +1,0 @@
-import sys
-
-from facebus.cli import main
-
-sys.exit(main())
