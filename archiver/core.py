@@ -14,7 +14,8 @@ from string import Formatter
 from influxdb_client import Point, WritePrecision
 
 from facebus.events import Category, FaceEvent, format_time
-from facebus.topics import ID_RE, UNKNOWN_PERSON
+from facebus.stats import StatsMessage
+from facebus.topics import ID, ID_CHARS, ID_UNSAFE_CHAR, UNKNOWN_PERSON
 
 UNKNOWN_TAG = UNKNOWN_PERSON  # person tag of faces nobody matched (the gallery reserves this id)
 
@@ -95,7 +96,7 @@ def check_times(event: FaceEvent, now: datetime, max_age_s: float, max_ahead_s: 
                          f"(at most {max_age_s:.0f} s accepted)")
 
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+_UNSAFE = re.compile(ID_UNSAFE_CHAR + "+")
 
 
 def sanitise(part: str, fallback: str = "_") -> str:
@@ -109,11 +110,11 @@ def sanitise(part: str, fallback: str = "_") -> str:
 CROP_LAYOUT = "{date}/{device}/{person}_{hhmmss}.{ms}Z_{id8}.jpg"
 _CROP_FIELD_PATTERNS = {
     "date": r"\d{4}-\d{2}-\d{2}",
-    "device": r"[A-Za-z0-9_-]{1,64}",
-    "person": r"[A-Za-z0-9_-]{1,64}",
+    "device": ID,
+    "person": ID,
     "hhmmss": r"\d{6}",
     "ms": r"\d{3}",
-    "id8": r"[A-Za-z0-9_-]{1,8}",
+    "id8": ID_CHARS + "{1,8}",
 }
 
 
@@ -271,46 +272,28 @@ def point_for(entry: Entry, measurement: str = "face_entry") -> Point:
     return point.time((entry.time - _EPOCH) // _MS, WritePrecision.MS)
 
 
-STATS_SCHEMA_VERSION = 1
-
-
-def stats_points(message: dict, time: datetime, max_devices: int = 1000, topic_service: str | None = None) -> list[Point]:
-    """InfluxDB points of one stats message (docs/metrics.md)::
-
-        {"schema_version": 1, "service": "recognizer", "interval_s": 10.0,
-         "service_stats": {"queue_depth": 0, ...}, "devices": {"door": {"frames_in": 3, ...}}}
-
-    → one ``service_stats`` point (tag service) and one ``device_stats`` point per device (tag device, plus
-    ``fps`` = frames_in / interval_s). Raises ValueError for a message of another shape or version, or with more
-    than ``max_devices`` devices (a bound on the rows one message can add), or naming another service than its
-    topic's ``topic_service`` (the broker's ACL lets a service publish only on its own stats topic).
+def stats_points(message: StatsMessage, time: datetime, max_devices: int = 1000,
+                 topic_service: str | None = None) -> list[Point]:
+    """InfluxDB points of one stats message (facebus.stats.StatsMessage, docs/metrics.md): one ``service_stats``
+    point (tag service) and one ``device_stats`` point per device (tag device, plus ``fps`` = frames_in /
+    interval_s), each with the field ``interval_s``. Raises ValueError for a message with more than ``max_devices``
+    devices (a bound on the rows one message can add), or naming another service than its topic's ``topic_service``
+    (the broker's ACL lets a service publish only on its own stats topic).
     """
-    if not isinstance(message, dict) or message.get("schema_version") != STATS_SCHEMA_VERSION:
-        raise ValueError("not a version 1 stats message")
-    service, interval_s = message.get("service"), message.get("interval_s")
-    if not isinstance(service, str) or not isinstance(interval_s, int | float) or interval_s <= 0:
-        raise ValueError("stats message needs a service name and a positive interval_s")
-    if topic_service is not None and service != topic_service:
-        raise ValueError(f"stats message names service {service!r} on the stats topic of {topic_service!r}")
-    devices = message.get("devices") or {}
-    if not isinstance(devices, dict) or len(devices) > max_devices:
-        raise ValueError(f"stats devices must be an object of at most {max_devices} devices")
-    if not ID_RE.fullmatch(service) or not all(isinstance(d, str) and ID_RE.fullmatch(d) for d in devices):
-        raise ValueError("stats service and device names must be 1-64 of A-Z a-z 0-9 _ -")
-    points = [_fields(Point("service_stats").tag("service", service), message.get("service_stats", {}), interval_s)]
-    for device, counts in devices.items():
-        point = _fields(Point("device_stats").tag("device", str(device)), counts, interval_s)
-        points.append(point.field("fps", float(counts.get("frames_in", 0)) / interval_s))
+    if topic_service is not None and message.service != topic_service:
+        raise ValueError(f"stats message names service {message.service!r} on the stats topic of {topic_service!r}")
+    if len(message.devices) > max_devices:
+        raise ValueError(f"stats message has {len(message.devices)} devices, over the bound of {max_devices}")
+    points = [_fields(Point("service_stats").tag("service", message.service), message.service_stats, message.interval_s)]
+    for device, counts in message.devices.items():
+        point = _fields(Point("device_stats").tag("device", device), counts, message.interval_s)
+        points.append(point.field("fps", float(counts.get("frames_in", 0)) / message.interval_s))
     return [p.time(time, WritePrecision.MS) for p in points]
 
 
-def _fields(point: Point, values: dict, interval_s: float) -> Point:
-    if not isinstance(values, dict):
-        raise ValueError("stats values must be an object")
+def _fields(point: Point, values: dict[str, int | float], interval_s: float) -> Point:
     for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"stats value {name!r} is not a number")
-        point.field(str(name), value)
+        point.field(name, value)
     return point.field("interval_s", float(interval_s))
 
 

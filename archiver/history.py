@@ -19,7 +19,13 @@ from pathlib import Path, PurePosixPath
 
 from archiver.core import crop_files_of
 from archiver.influx import (
-    InfluxError, LineWriter, V1Writer, V2Writer, flux_string, influxql_ident, influxql_string,
+    InfluxError,
+    LineWriter,
+    V1Writer,
+    V2Writer,
+    flux_string,
+    influxql_ident,
+    influxql_string,
 )
 
 log = logging.getLogger(__name__)

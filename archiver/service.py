@@ -15,11 +15,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
-import os
 import sqlite3
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -33,29 +30,16 @@ from archiver.core import EntryTimes, Throttle, availability_point, check_times,
 from archiver.influx import DeferredWriter, InfluxError, LineWriter
 from archiver.spool import Spool, Spooled, SpoolFull, SpoolLocked
 from facebus.events import EventType, FaceEvent, describe_error, utc_now
+from facebus.files import write_atomically
 from facebus.images import ImageError, decode_jpeg
 from facebus.mqtt import Message, MqttClient
-from facebus.settings import ArchiverConfig, ArchiverSettings, InfluxSettings, MqttSettings
-from facebus.stats import Counters, split_by_device
+from facebus.settings import ArchiverConfig, ArchiverSettings
+from facebus.stats import Counters, StatsMessage, split_by_device
 from facebus.topics import Topics
 
 log = logging.getLogger(__name__)
 
 CROP_MAX_PIXELS = 2048 * 2048  # a crop is a face with a margin (160 px by default): anything near this is not one
-
-
-def save_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the whole file or none (temp file + rename), folders created."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".jpg")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the crops web server runs as another user
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def decode_crop(crop_jpeg_b64: str | None, max_bytes: int = 256 * 1024) -> bytes:
@@ -246,7 +230,7 @@ class Archiver:
             return True
         entry = self.entry_times.free(entry_for(event))
         try:  # the crop first: once the entry is spooled and acknowledged, its crop is on disk
-            save_atomically(self.crops_dir / entry.crop_path, crop)
+            write_atomically(self.crops_dir / entry.crop_path, crop)  # 0644: the crops web server is another user
         except OSError as exc:
             self.counters.add("crop_errors")
             log.error("could not save crop %s: %s", entry.crop_path, exc)
@@ -290,9 +274,9 @@ class Archiver:
     def handle_stats(self, message: Message) -> None:
         """Write a service's stats message (docs/metrics.md) as InfluxDB points; a bad one is logged and counted."""
         try:
-            points = stats_points(json.loads(message.payload), utc_now(), self.settings.max_stats_devices,
-                                  self.topics.service_of(message.topic))
-        except ValueError as exc:  # json.JSONDecodeError is a ValueError
+            points = stats_points(StatsMessage.model_validate_json(message.payload), utc_now(),
+                                  self.settings.max_stats_devices, self.topics.service_of(message.topic))
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
             self.counters.add("stats_bad")
             log.warning("bad stats message on %s: %s", message.topic, exc, extra={"topic": message.topic})
             return
@@ -321,13 +305,13 @@ class Archiver:
                    "entries_written", "entries_dead", "metrics_written", "metrics_dead", "metrics_dropped",
                    "write_errors", "crop_errors", "spool_full")
 
-    def stats_message(self, interval_s: float) -> dict:
+    def stats_message(self, interval_s: float) -> StatsMessage:
         """The archiver's own figures of the last interval, in the stats message shape: every counter it keeps
         (zeros included) and the spool's depth (``pending`` lines, ``spool_bytes``)."""
         service, _ = split_by_device(self.counters.deltas())
         figures = {name: 0 for name in self.STATS_NAMES} | service
         figures |= {"pending": len(self.spool), "spool_bytes": self.spool.bytes, "throttle_keys": len(self.throttle)}
-        return {"schema_version": 1, "service": "archiver", "interval_s": interval_s, "service_stats": figures}
+        return StatsMessage(service="archiver", interval_s=interval_s, service_stats=figures)
 
 
 def run(mqtt: MqttClient, archiver: Archiver, stop: threading.Event, stats_interval_s: float = 10.0) -> None:

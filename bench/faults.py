@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from facebus_tools import devservers  # noqa: E402
 from facebus.mqtt import MqttClient  # noqa: E402
+from facebus_tools import devservers  # noqa: E402
 from tests.factories import face_event, mqtt_settings  # noqa: E402
 from tests.integration.test_no_loss import TOPICS, Archiver, entries, publish_events  # noqa: E402
 from tests.processes import Availability  # noqa: E402

@@ -51,12 +51,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from facebus_tools import devservers  # noqa: E402
 from facebus.events import CAPTURE_TIME_PROPERTY, format_time, parse_time, utc_now  # noqa: E402
 from facebus.images import decode_jpeg, encode_jpeg  # noqa: E402
 from facebus.mqtt import Message, MqttClient  # noqa: E402
 from facebus.settings import MqttSettings, RecognizerSettings  # noqa: E402
 from facebus.topics import ONLINE, Topics  # noqa: E402
+from facebus_tools import devservers  # noqa: E402
 from recognizer.identify import video_frames  # noqa: E402
 
 CLIP = REPO / "samples/faces-dev/video/short_hamilton_clip.mp4"

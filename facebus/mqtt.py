@@ -32,12 +32,12 @@ from dataclasses import dataclass
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from facebus.settings import MqttSettings
 from facebus.stats import Counters
-from facebus.topics import OFFLINE, ONLINE, Topics
+from facebus.topics import ID_UNSAFE_CHAR, OFFLINE, ONLINE, Topics
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def default_client_id(service: str) -> str:
     """``facebus-<service>-<host>``: stable across restarts (the broker keeps the session under it), distinct per
     service and host. Characters outside ``[A-Za-z0-9_-]`` become ``-``; at most 64 characters."""
     raw = f"facebus-{service}-{socket.gethostname()}"
-    return re.sub(r"[^A-Za-z0-9_-]", "-", raw)[:64]
+    return re.sub(ID_UNSAFE_CHAR, "-", raw)[:64]
 
 
 def publish_properties(props: dict[str, str] | None = None, expiry_s: int | None = None) -> Properties:

@@ -1,4 +1,5 @@
-"""Thread-safe counters every service keeps (frames in, dropped, errors, ...), reported per interval.
+"""Thread-safe counters every service keeps (frames in, dropped, errors, ...), reported per interval, and the stats
+message that reports them (:class:`StatsMessage`, the one definition its publishers and the archiver share).
 
 Counter names are ``<name>`` for the whole service and ``<name>/<device>`` per device (see docs/metrics.md).
 """
@@ -7,8 +8,35 @@ from __future__ import annotations
 
 import threading
 from collections import Counter, deque
+from typing import Annotated, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StringConstraints
+
+from facebus.topics import ID_PATTERN
+
+STATS_SCHEMA_VERSION = 1
+Figure = StrictInt | StrictFloat  # a count or a measurement; never a bool or a string
+Name = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+
+
+class StatsMessage(BaseModel):
+    """One service's health figures of one interval, as published on ``<prefix>/services/<service>/stats`` (QoS 0,
+    not retained; docs/metrics.md) and written by the archiver as ``service_stats`` and ``device_stats`` points::
+
+        {"schema_version": 1, "service": "recognizer", "interval_s": 10.0,
+         "service_stats": {"queue_depth": 0, "latency_p50_ms": 19.5, ...}, "devices": {"door": {"frames_in": 50, ...}}}
+
+    ``service`` and device names are 1-64 of ``[A-Za-z0-9_-]``; figures are numbers. Parsing raises pydantic's
+    ValidationError (a ValueError) for any other shape or version."""
+
+    model_config = ConfigDict(frozen=True)
+
+    schema_version: Literal[1] = STATS_SCHEMA_VERSION
+    service: Name
+    interval_s: float = Field(gt=0, description="Seconds the figures cover.")
+    service_stats: dict[str, Figure] = Field(default_factory=dict, description="Figures of the whole service.")
+    devices: dict[Name, dict[str, Figure]] = Field(default_factory=dict, description="Counts per device.")
 
 
 class Counters:

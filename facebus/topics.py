@@ -25,10 +25,17 @@ from dataclasses import dataclass
 
 DEFAULT_PREFIX = "facebus"
 SERVICES = "services"
-ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"  # device, person, track and event ids: file-name and topic-level safe as is
+# Device, person, track and event ids, service names: file-name and topic-level safe as is. The one definition:
+# ID (to embed in a larger pattern), ID_PATTERN (anchored, for pydantic), ID_RE (compiled).
+ID_CHARS = "[A-Za-z0-9_-]"
+ID_UNSAFE_CHAR = "[^A-Za-z0-9_-]"  # what sanitising replaces
+ID = ID_CHARS + "{1,64}"
+ID_PATTERN = f"^{ID}$"
 DEVICE_ID_PATTERN = ID_PATTERN
 ID_RE = re.compile(ID_PATTERN)
-RECOGNIZER_INSTANCE_PATTERN = r"^recognizer(-[A-Za-z0-9_-]{1,53})?$"  # recognizer, or recognizer-<suffix> for more
+# recognizer, or recognizer-<suffix> for more (the whole name an ID of at most 64 characters)
+RECOGNIZER_INSTANCE_PATTERN = f"^recognizer(-{ID_CHARS}{{1,53}})?$"
+RECOGNIZER_INSTANCE_RE = re.compile(RECOGNIZER_INSTANCE_PATTERN)
 UNKNOWN_PERSON = "unknown"  # reserved: the person tag of faces nobody matched, never a gallery person id
 
 ONLINE = "online"

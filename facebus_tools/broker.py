@@ -49,6 +49,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from facebus.files import write_atomically
 from facebus.topics import DEFAULT_PREFIX, RECOGNIZER_INSTANCE_PATTERN, SERVICES, Topics, validate_device_id
 
 DEFAULT_PORT = 8883
@@ -364,20 +365,8 @@ def _write(target: Path, content: str | bytes, mode: int, owner_uid: int | None 
     if not target.parent.is_dir():
         target.parent.mkdir(parents=True, mode=0o700)
         _chown_to_invoker(target.parent)
-    tmp = target.with_name(f".{target.name}.tmp")
     data = content.encode() if isinstance(content, str) else content
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, data)
-        os.fchmod(fd, mode)
-        if owner_uid is not None:
-            os.fchown(fd, owner_uid, -1)
-        elif (invoker := _invoker_uid()) is not None:
-            os.fchown(fd, invoker, -1)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, target)
+    write_atomically(target, data, mode, owner_uid if owner_uid is not None else _invoker_uid())
 
 
 def _invoker_uid() -> int | None:

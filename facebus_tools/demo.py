@@ -19,10 +19,10 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from facebus_tools import broker, devservers
 from facebus.mqtt import MqttClient
 from facebus.settings import InfluxSettings, MqttSettings
 from facebus.topics import ONLINE, Topics
+from facebus_tools import broker, devservers
 
 DEVICE_ID = "hamilton"
 

@@ -18,7 +18,6 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 from facebus_tools.broker import SESSION_CONF, BrokerDir
 
 

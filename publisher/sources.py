@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from facebus.images import IMAGE_SUFFIXES
 from facebus.stats import Counters
 
 log = logging.getLogger(__name__)

@@ -7,13 +7,14 @@ One ``<key>.npy`` file per image (128 float64, 1 KiB), written atomically. A cor
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from facebus.files import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +44,9 @@ class EncodingCache:
         self.misses += 1
         encoding = compute(data)
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
-            with os.fdopen(fd, "wb") as out:
-                np.save(out, encoding)
-            os.replace(tmp, path)
+            buffer = io.BytesIO()
+            np.save(buffer, encoding)
+            write_atomically(path, buffer.getvalue())
         except OSError as exc:
             log.warning("encoding cache %s not writable: %s", self.directory, exc)
         return encoding

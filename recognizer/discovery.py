@@ -22,7 +22,15 @@ import json
 import re
 from importlib import metadata
 
-from facebus.topics import OFFLINE, ONLINE, RECOGNIZER_INSTANCE_PATTERN, Topics, discovery_topic, validate_device_id
+from facebus.topics import (
+    ID_UNSAFE_CHAR,
+    OFFLINE,
+    ONLINE,
+    RECOGNIZER_INSTANCE_PATTERN,
+    Topics,
+    discovery_topic,
+    validate_device_id,
+)
 
 MANUFACTURER = "facebus"
 MODEL = "camera"
@@ -61,7 +69,7 @@ def node_id(device_id: str, topics: Topics) -> str:
     Home Assistant do not collide. Longer than 64 characters: cut to 55 plus ``_`` and 8 hex digits of its SHA-1.
     It is also the device identifier and the start of each unique_id. ValueError for an invalid device id."""
     validate_device_id(device_id)
-    prefix = "" if topics.prefix == "facebus" else re.sub(r"[^A-Za-z0-9_-]", "_", topics.prefix) + "_"
+    prefix = "" if topics.prefix == "facebus" else re.sub(ID_UNSAFE_CHAR, "_", topics.prefix) + "_"
     node = f"facebus_{prefix}{device_id}"
     if len(node) > MAX_ID:
         node = f"{node[:MAX_ID - 9]}_{hashlib.sha1(node.encode()).hexdigest()[:8]}"

@@ -15,7 +15,6 @@ from PIL import ImageFile
 from facebus.images import Box, fit_width
 from recognizer.tracking import iou
 
-
 # face_recognition switches PIL to decoding truncated files (grey below the cut) for the whole process: switch it back,
 # so that a truncated gallery photo is refused as truncated instead of enrolled half grey (facebus.images.load_photo).
 ImageFile.LOAD_TRUNCATED_IMAGES = False

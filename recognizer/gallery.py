@@ -16,9 +16,6 @@ cannot use.
 from __future__ import annotations
 
 import logging
-import os
-import re
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +24,7 @@ from typing import Protocol
 import numpy as np
 
 from facebus.events import Category
+from facebus.files import write_atomically
 from facebus.images import IMAGE_SUFFIXES, ImageError
 from facebus.topics import ID_RE, UNKNOWN_PERSON
 from recognizer.matching import GalleryEntry, GalleryIndex
@@ -95,16 +93,7 @@ class FolderSource:
         return (self.root / key).read_bytes()
 
     def write(self, key: str, data: bytes) -> None:
-        path = self.root / key
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(self.root / key, data)
 
     def delete(self, key: str) -> None:
         path = self.root / key

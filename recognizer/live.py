@@ -49,7 +49,7 @@ from facebus.images import ImageError, check_frame
 from facebus.mqtt import Message, MqttClient
 from facebus.settings import LiveConfig, LiveSettings, MqttSettings
 from facebus.stats import Counters
-from facebus.topics import OFFLINE, ONLINE, Topics
+from facebus.topics import ID, OFFLINE, ONLINE, Topics
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -64,7 +64,7 @@ SUMMARY_INTERVAL_S = 1.0  # camera summaries on /events at most this often
 SOCKET_TIMEOUT_S = 30.0  # a client that reads nothing for this long is dropped
 BOUNDARY = "facebus-frame"
 PART_START = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n\r\n".encode()  # before each JPEG of an MJPEG stream
-_CAMERA_PATH = re.compile(r"^/cameras/([A-Za-z0-9_-]{1,64})\.(mjpeg|jpg)$")
+_CAMERA_PATH = re.compile(f"^/cameras/({ID})\\.(mjpeg|jpg)$")
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 

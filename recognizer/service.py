@@ -16,12 +16,26 @@ import threading
 import time
 from collections import OrderedDict
 
-from facebus.events import CAPTURE_TIME_PROPERTY, AccessDecision, Category, EventType, FaceEvent, Visitor, parse_time, utc_now
+from facebus.events import (
+    CAPTURE_TIME_PROPERTY,
+    AccessDecision,
+    Category,
+    EventType,
+    FaceEvent,
+    Visitor,
+    parse_time,
+    utc_now,
+)
 from facebus.images import ImageError, check_frame
 from facebus.mqtt import Message, MqttClient
-from facebus.settings import (AccessSettings, MqttSettings, RecognizerConfig, RecognizerSettings, VisitorSettings,
-                              WebhookSettings)
-from facebus.stats import Samples, split_by_device
+from facebus.settings import (
+    AccessSettings,
+    RecognizerConfig,
+    RecognizerSettings,
+    VisitorSettings,
+    WebhookSettings,
+)
+from facebus.stats import Samples, StatsMessage, split_by_device
 from facebus.topics import Topics
 from recognizer.access import AccessState
 from recognizer.discovery import discovery_messages
@@ -298,7 +312,7 @@ class Recognizer:
                    "webhooks_sent", "webhooks_failed", "webhooks_dropped",
                    "worker_errors", "gallery_errors")
 
-    def stats_message(self, interval_s: float) -> dict:
+    def stats_message(self, interval_s: float) -> StatsMessage:
         """The figures of the last interval, as published on ``<prefix>/services/<instance>/stats``: every counter
         the recognizer keeps (zeros included), gauges, latency percentiles, and counts per followed device."""
         service, devices = split_by_device(self.counters.deltas())
@@ -318,8 +332,8 @@ class Recognizer:
         latency = self.latency_ms.drain_percentiles(50, 99)
         if latency:
             figures |= {"latency_p50_ms": latency[50], "latency_p99_ms": latency[99]}
-        return {"schema_version": 1, "service": self.settings.instance, "interval_s": interval_s,
-                "service_stats": figures, "devices": devices}
+        return StatsMessage(service=self.settings.instance, interval_s=interval_s, service_stats=figures,
+                            devices=devices)
 
     def start_workers(self) -> None:
         """Start ``settings.worker_count()`` worker processes (in parallel), each with the current gallery."""
@@ -376,7 +390,7 @@ class Recognizer:
                 if elapsed_s >= stats_interval_s:
                     last_stats = time.monotonic()
                     message = self.stats_message(round(elapsed_s, 3))
-                    self.mqtt.publish(self.mqtt.topics.service_stats(self.settings.instance), json.dumps(message), qos=0)
+                    self.mqtt.publish(self.mqtt.topics.service_stats(self.settings.instance), message.model_dump_json(), qos=0)
                     log.debug("stats %s", message)
         finally:
             for feeder in feeders:

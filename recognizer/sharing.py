@@ -16,10 +16,9 @@ sends the retained states of the others first, so from then on it knows who else
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterable
 
-INSTANCE_RE = re.compile(r"^recognizer(-[A-Za-z0-9_-]{1,53})?$")  # as RecognizerSettings.instance
+from facebus.topics import RECOGNIZER_INSTANCE_RE as INSTANCE_RE  # as RecognizerSettings.instance
 
 
 def weight(member: str, device_id: str) -> int:

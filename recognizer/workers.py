@@ -23,7 +23,7 @@ from datetime import datetime
 
 from facebus.images import ImageError
 from facebus.settings import RecognizerSettings
-from recognizer.matching import GalleryEntry, GalleryIndex
+from recognizer.matching import GalleryIndex
 from recognizer.slots import LatestSlots
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,5 @@
 """Grafana: the provisioning files and dashboards are well formed, and every dashboard query, run the way Grafana
-runs it (variables and macros expanded by facebus_tools.emulation.substitute) against influxd 1.6.7 holding the data of a
+runs it (variables and macros expanded by tests/support/grafana_emulation.py) against influxd 1.6.7 holding the data of a
 real demo run (the Hamilton clip through publisher → recognizer → archiver), shows what a user expects.
 
 No Grafana runs here (it cannot be installed): `facebus grafana push` is tested against a local HTTP stub that
@@ -8,10 +8,12 @@ records the requests Grafana's HTTP API would receive.
 
 from __future__ import annotations
 
-import argparse
 import http.server
 import json
+import os
 import re
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -23,10 +25,10 @@ import requests
 import yaml
 
 from archiver.influx import V1Writer
-from facebus_tools import grafana
-from tests.support import grafana_emulation as emulation
 from facebus.settings import MODEL_DEFAULTS, InfluxSettings
+from facebus_tools import grafana
 from tests.conftest import ROOT
+from tests.support import grafana_emulation as emulation
 
 pytestmark = pytest.mark.integration
 
@@ -570,17 +572,10 @@ def grafana_stub():
 
 
 def facebus_grafana(argv: list[str]) -> int:
-    """`facebus grafana ...` through facebus_tools.cli once it has the subcommand; until then through the same
-    facebus_tools.grafana.add_arguments + main the CLI calls."""
+    """``facebus grafana ...`` through the command line's own parser and dispatch."""
     from facebus_tools import cli
 
-    parser = cli.build_parser()
-    subcommands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
-    if "grafana" in subcommands:
-        return cli.main(["grafana", *argv])
-    own = argparse.ArgumentParser(prog="facebus grafana")
-    grafana.add_arguments(own)
-    return grafana.main(own.parse_args(argv))
+    return cli.main(["grafana", *argv])
 
 
 def test_push_creates_then_updates_the_datasource_and_saves_every_dashboard(grafana_stub, monkeypatch):
@@ -638,3 +633,15 @@ def test_push_reports_failures_with_an_exit_code(grafana_stub, monkeypatch):
     assert facebus_grafana(["push", "--url", url]) == 2, "no token"
     assert recorded == []
     assert facebus_grafana(["push", "--url", f"http://127.0.0.1:{free_port()}", "--token", "t"]) == 1, "unreachable"
+
+
+def test_push_reads_url_and_token_from_dot_env(grafana_stub, tmp_path):
+    """FACEBUS_GRAFANA_URL and _TOKEN in the working directory's .env serve like every other setting (they were read
+    from the environment before .env was loaded, and ignored). A process of its own: .env goes into its environment."""
+    url, recorded, _ = grafana_stub
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FACEBUS_GRAFANA_")}
+    (tmp_path / ".env").write_text(f"FACEBUS_GRAFANA_URL={url}\nFACEBUS_GRAFANA_TOKEN=glsa_from_env_file\n")
+    done = subprocess.run([sys.executable, "-m", "facebus_tools", "grafana", "push"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert recorded and all(r["auth"] == "Bearer glsa_from_env_file" for r in recorded)

@@ -12,7 +12,7 @@ import pytest
 from archiver.core import entry_for, point_for
 from archiver.history import Purged, purge_person
 from archiver.influx import InfluxError, V1Writer, V2Writer, influxql_ident
-from archiver.service import save_atomically
+from facebus.files import write_atomically
 from facebus.settings import InfluxSettings
 from tests.factories import JPEG, face_event
 
@@ -33,7 +33,7 @@ def archive(writer, crops_dir, events, measurement="face_entry"):
     """What the archiver does with admitted events: the crop file, then the InfluxDB point. Returns the entries."""
     entries = [entry_for(e) for e in events]
     for entry in entries:
-        save_atomically(crops_dir / entry.crop_path, JPEG)
+        write_atomically(crops_dir / entry.crop_path, JPEG)
     writer.write([point_for(entry, measurement).to_line_protocol() for entry in entries])
     return entries
 

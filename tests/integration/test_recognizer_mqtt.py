@@ -301,7 +301,7 @@ def test_a_bad_input_corpus_is_refused_counted_and_logged_and_good_frames_still_
         assert listener.wait_events(device, 1)[0].person == "Barack_Obama", device
     assert recognizer.counters.get("callback_errors") == 0 and recognizer.counters.get("worker_errors") == 0
     message = recognizer.stats_message(1.0)
-    assert {"frames_bad", "frames_bad_capture_time", "worker_errors", "frames_refused"} <= set(message["service_stats"])
+    assert {"frames_bad", "frames_bad_capture_time", "worker_errors", "frames_refused"} <= set(message.service_stats)
 
 
 def see(listener, recognizer, device: str, photo: bytes, frames: int = 6) -> None:

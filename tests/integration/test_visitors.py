@@ -77,7 +77,7 @@ def test_one_stranger_in_two_photos_keeps_one_id_through_a_restart_and_two_stran
     try:
         seen = first.show("door", HANKS / "Tom_Hanks_0006.jpg")
         other = first.show("door", FACES_DEV / "strangers" / "paul_rudd.jpg")
-        assert first.service.stats_message(1.0)["service_stats"]["visitors"] == 2
+        assert first.service.stats_message(1.0).service_stats["visitors"] == 2
     finally:
         first.close()
     assert seen.person is None and seen.visitor is not None and seen.visitor.visits == 1

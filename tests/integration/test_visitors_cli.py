@@ -21,9 +21,10 @@ import pytest
 
 from archiver.core import entry_for, point_for
 from archiver.influx import V1Writer
-from archiver.service import Archiver, SpoolWriter, run, save_atomically
+from archiver.service import Archiver, SpoolWriter, run
 from archiver.spool import Spool
 from facebus.events import FaceEvent, Visitor, format_time, utc_now
+from facebus.files import write_atomically
 from facebus.images import encode_jpeg, load_photo, scale_image
 from facebus.mqtt import MqttClient
 from facebus.settings import ArchiverSettings, InfluxSettings, RecognizerSettings, VisitorSettings
@@ -302,7 +303,7 @@ def test_forget_visitor_deletes_the_store_files_entries_and_crops_of_that_visito
                                       "visitor": Visitor(visitor_id="v-00aa11", visits=1,
                                                          first_seen=first.first_seen)})
     entry = entry_for(merged)
-    save_atomically(site.crops / entry.crop_path, (HANKS / "Tom_Hanks_0006.jpg").read_bytes())
+    write_atomically(site.crops / entry.crop_path, (HANKS / "Tom_Hanks_0006.jpg").read_bytes())
     site.writer.write([point_for(entry).to_line_protocol()])
     before = {r["event_id"]: r for r in site.entries()}
     assert len(before) == 5
@@ -443,7 +444,7 @@ def test_reading_and_deleting_entries_by_visitor_id_pages_batches_and_stays_exac
                            visitor=Visitor.model_construct(visitor_id=visitor, visits=1, first_seen=at)
                            if visitor else None)  # (unvalidated: ids the schema refuses stand for forged entries)
         entry = entry_for(event)
-        save_atomically(crops / entry.crop_path, JPEG)
+        write_atomically(crops / entry.crop_path, JPEG)
         writer.write([point_for(entry).to_line_protocol()])
         return entry
 

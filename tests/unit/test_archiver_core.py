@@ -3,10 +3,19 @@
 from datetime import datetime, timedelta, timezone
 
 import pytest
-
 from pydantic import ValidationError
 
-from archiver.core import EntryTimes, Throttle, check_times, crop_files_of, crop_path, entry_for, point_for, sanitise, throttle_key
+from archiver.core import (
+    EntryTimes,
+    Throttle,
+    check_times,
+    crop_files_of,
+    crop_path,
+    entry_for,
+    point_for,
+    sanitise,
+    throttle_key,
+)
 from facebus.events import Category, FaceEvent, Visitor
 from tests.factories import face_event
 

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pytest
 
-from archiver.service import Archiver, SpoolWriter, decode_crop, save_atomically
+from archiver.service import Archiver, SpoolWriter, decode_crop
 from archiver.spool import Spool
 from facebus.images import encode_jpeg
 from facebus.mqtt import Message
@@ -181,14 +181,6 @@ def test_unwritable_crops_dir_still_writes_line(tmp_path):
     handle(archiver, event_json())
     assert archiver.counters.get("crop_errors") == 1
     assert len(lines(archiver)) == 1
-
-
-def test_save_atomically_creates_folders_and_leaves_no_temp(tmp_path):
-    path = tmp_path / "a" / "b" / "c.jpg"
-    save_atomically(path, b"one")
-    save_atomically(path, b"two")
-    assert path.read_bytes() == b"two"
-    assert [p.name for p in path.parent.iterdir()] == ["c.jpg"]
 
 
 def test_decode_crop():
