@@ -4,16 +4,20 @@ PY     := $(VENV)/bin/python
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test unit deps venv clean
+.PHONY: demo test unit lint deps venv clean
 
 demo: deps venv
 	$(VENV)/bin/facebus demo
 
-test: deps venv
+test: deps venv lint
 	$(PY) -m pytest -q
 
 unit: venv
 	$(PY) -m pytest -q tests/unit
+
+# pyflakes, pycodestyle, isort and bugbear (pyproject.toml [tool.ruff]); make test runs it first.
+lint: venv
+	$(VENV)/bin/ruff check .
 
 # Debian packages: the private Mosquitto and InfluxDB 1.x the demo and tests start, docker-compose v1 (the tests
 # validate docker-compose.yml with it; no Docker engine is installed or needed), chromium (the live page's test

@@ -284,7 +284,8 @@ def stats_points(message: StatsMessage, time: datetime, max_devices: int = 1000,
         raise ValueError(f"stats message names service {message.service!r} on the stats topic of {topic_service!r}")
     if len(message.devices) > max_devices:
         raise ValueError(f"stats message has {len(message.devices)} devices, over the bound of {max_devices}")
-    points = [_fields(Point("service_stats").tag("service", message.service), message.service_stats, message.interval_s)]
+    points = [_fields(Point("service_stats").tag("service", message.service), message.service_stats,
+                      message.interval_s)]
     for device, counts in message.devices.items():
         point = _fields(Point("device_stats").tag("device", device), counts, message.interval_s)
         points.append(point.field("fps", float(counts.get("frames_in", 0)) / message.interval_s))
@@ -302,4 +303,5 @@ def availability_point(device: str, payload: bytes, time: datetime) -> Point:
     state = payload.decode(errors="replace").strip()
     if state not in ("online", "offline"):
         raise ValueError(f"availability {state[:20]!r} is neither online nor offline")
-    return Point("device_availability").tag("device", device).field("online", int(state == "online")).time(time, WritePrecision.MS)
+    return (Point("device_availability").tag("device", device).field("online", int(state == "online"))
+            .time(time, WritePrecision.MS))

@@ -157,7 +157,7 @@ def _read_v1(writer: V1Writer, measurement: str, since: datetime | None,
     entries: list[HistoryEntry] = []
     while True:
         body = writer.query(f"{select} LIMIT {PAGE_SIZE} OFFSET {len(entries)}", epoch="ns")
-        rows = [dict(zip(s["columns"], values)) for result in body.get("results", [])
+        rows = [dict(zip(s["columns"], values, strict=True)) for result in body.get("results", [])
                 for s in result.get("series", []) for values in s.get("values", [])]
         entries += [HistoryEntry(_from_ns(int(r["time"])), int(r["time"]), r.get("person") or "",
                                  r.get("category") or "", r.get("device") or "", r.get("crop_path") or "",

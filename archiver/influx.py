@@ -114,7 +114,8 @@ class V1Writer:
         if epoch:
             params["epoch"] = epoch
         try:
-            response = self.session.request(method, self.base + "/query", params=params, timeout=self.settings.timeout_s)
+            response = self.session.request(method, self.base + "/query", params=params,
+                                            timeout=self.settings.timeout_s)
         except requests.RequestException as exc:
             raise InfluxError(f"query failed: {exc}") from exc
         if response.status_code >= 300:

@@ -46,7 +46,8 @@ def decode_crop(crop_jpeg_b64: str | None, max_bytes: int = 256 * 1024) -> bytes
     """JPEG bytes of an event's crop. Raises ValueError when it is not base64, decodes to more than ``max_bytes``,
     is not a JPEG or does not decode as an image of at most CROP_MAX_PIXELS pixels."""
     if crop_jpeg_b64 is None:
-        raise ValueError("the event has no crop (crop_jpeg_b64 is null: events with crops are on <device>/face_with_crop)")
+        raise ValueError("the event has no crop (crop_jpeg_b64 is null: events with crops are on "
+                         "<device>/face_with_crop)")
     if len(crop_jpeg_b64) > (max_bytes + 2) // 3 * 4:
         raise ValueError(f"crop of about {len(crop_jpeg_b64) * 3 // 4} bytes is over the {max_bytes} byte limit")
     try:
@@ -162,8 +163,8 @@ class SpoolWriter:
         self._failed_attempts += 1
         if self._failing_since is None:
             self._failing_since = time.monotonic()
-            log.error("InfluxDB writes failing, keeping %d lines in the spool and retrying with backoff up to %.0f s: %s",
-                      len(self.spool), self.max_backoff_s, exc)
+            log.error("InfluxDB writes failing, keeping %d lines in the spool and retrying with backoff "
+                      "up to %.0f s: %s", len(self.spool), self.max_backoff_s, exc)
         else:
             log.debug("InfluxDB write attempt %d failed: %s", self._failed_attempts, exc)
         return min(self.max_backoff_s, 2.0 ** min(self._failed_attempts - 1, 30))
@@ -187,12 +188,12 @@ class Archiver:
         spool: Spool,
         writer: SpoolWriter,
         counters: Counters,
-        topics: Topics = Topics(),
+        topics: Topics | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.settings = settings
         self.crops_dir = Path(settings.crops_dir)
-        self.topics = topics
+        self.topics = topics or Topics()
         self.throttle = Throttle(settings.throttle_s)
         self.entry_times = EntryTimes()  # two entries of one frame and series: distinct InfluxDB points
         self.spool, self.writer, self.counters, self.clock = spool, writer, counters, clock

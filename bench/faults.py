@@ -106,7 +106,8 @@ def archiver_sigkill(stack: Stack) -> None:
     stack.restart_influx()
     stack.archiver.start(stack.watcher)
     got = stack.wait_entries(before + 24 + 11) - before - 24
-    said = [line.split(": ", 1)[-1][:60] for line in stack.archiver.log().splitlines() if "stopping with 11 entries" in line]
+    said = [line.split(": ", 1)[-1][:60] for line in stack.archiver.log().splitlines()
+            if "stopping with 11 entries" in line]
     row("archiver SIGTERM while InfluxDB is down", f"{len(sent)} on the bus, {got} entries",
         f"logged '{said[-1]}…'" if said else "not logged")
 

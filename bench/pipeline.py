@@ -82,7 +82,8 @@ def print_table(title: str, headers: list[str], rows: list[list]) -> None:
     numeric = [i > 0 and all(_is_number(r[i]) for r in cells) for i in range(len(headers))]
 
     def line(values: list[str]) -> str:
-        return "  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)).rstrip()
+        return "  ".join(v.rjust(w) if num else v.ljust(w)
+                         for v, w, num in zip(values, widths, numeric, strict=True)).rstrip()
 
     print(f"\n{title}\n")
     print(line(headers))
@@ -301,7 +302,7 @@ def naive_by_segment(segments: list[Segment], named: list) -> dict[int, tuple[di
 def engine_tracks(events: list) -> dict[str, dict]:
     """Per track: its span (from its last event) and the people its decided/changed events named."""
     tracks: dict[str, dict] = {}
-    for kind, track_id, person, category, reason, at_s, first_s, last_s, frames, samples, votes in events:
+    for kind, track_id, person, category, reason, _at_s, first_s, last_s, frames, samples, votes in events:
         track = tracks.setdefault(track_id, {"named": [], "final": None})
         track |= {"first_s": first_s, "last_s": last_s, "frames": frames, "samples": samples, "votes": votes}
         if kind in ("decided", "changed") and person and person not in track["named"]:
@@ -552,7 +553,8 @@ def run_part2(live_s: float) -> None:
     workers = RecognizerSettings().worker_count()
     mean_kib = np.mean([len(jpeg) for _, jpeg in frames]) / 1024
     print(f"\npart 2: {len(LIVE_DEVICES)} cameras x {LIVE_FPS:g} fps for {live_s:g} s, {len(frames)} looping 640x360 "
-          f"JPEG frames (mean {mean_kib:.0f} KiB); recognizer with {workers} workers (a new camera goes to the least loaded)",
+          f"JPEG frames (mean {mean_kib:.0f} KiB); recognizer with {workers} workers "
+          "(a new camera goes to the least loaded)",
           flush=True)
     with tempfile.TemporaryDirectory(prefix="facebus-bench-") as scratch:
         state = Path(scratch)
@@ -613,7 +615,7 @@ def live(mosquitto: devservers.Server, recognizer: subprocess.Popen, recorder: R
     sent, clip_time_of = {d: 0 for d in LIVE_DEVICES}, {}
     threads = [threading.Thread(target=camera, name=d, args=(cam, d, frames, n * len(frames) // len(cams),
                                                              started_s + n * 0.05, live_s, sent, clip_time_of))
-               for n, (cam, d) in enumerate(zip(cams, LIVE_DEVICES))]  # cameras out of phase by 50 ms
+               for n, (cam, d) in enumerate(zip(cams, LIVE_DEVICES, strict=True))]  # cameras out of phase by 50 ms
     for thread in threads:
         thread.start()
     for thread in threads:

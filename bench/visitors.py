@@ -206,9 +206,9 @@ def video_views(model_name: str, dataset: Path, fps: float) -> list[View]:
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         detections = model.detect(rgb)
         tracks, _ = tracker.update([d.box for d in detections], start + timedelta(seconds=frame / clip_fps))
-        kept = [(d, t) for d, t in zip(detections, tracks) if t is not None and
+        kept = [(d, t) for d, t in zip(detections, tracks, strict=True) if t is not None and
                 quality.measure(rgb, d).problem(policy.min_face_px, policy.min_sharpness) is None]
-        for (d, t), encoding in zip(kept, model.encode(rgb, [d for d, _ in kept])):
+        for (d, t), encoding in zip(kept, model.encode(rgb, [d for d, _ in kept]), strict=True):
             name = names.setdefault(t.track_id, f"t{len(names) + 1}")
             views.append(View(shot, name, frame, d.box, encoding))
     capture.release()

@@ -71,7 +71,9 @@ class FaceQuality(BaseModel):
     """How good the track's best view was (the quality gate's measures)."""
 
     width_px: int = Field(..., ge=0, description="Face box width in pixels of the frame.")
-    sharpness: float = Field(..., ge=0, description="Variance of the Laplacian of the face at 64x64 (higher = sharper).")
+    sharpness: float = Field(
+        ..., ge=0, description="Variance of the Laplacian of the face at 64x64 (higher = sharper)."
+    )
     frontal: float = Field(..., ge=0, le=1, description="1 for a frontal face, towards 0 for a profile.")
 
 
@@ -81,8 +83,13 @@ VISITOR_ID_PATTERN = r"^v-[0-9a-f]{6,16}$"
 class Visitor(BaseModel):
     """The recurring stranger an unknown track was recognised as (docs/visitors.md)."""
 
-    visitor_id: str = Field(..., pattern=VISITOR_ID_PATTERN, description="Stable opaque id, e.g. v-7f3a9c; the same stranger keeps it across cameras, days and restarts.")
-    visits: int = Field(..., ge=1, description="Visits so far, this one included (tracks more than the visit gap apart).")
+    visitor_id: str = Field(
+        ..., pattern=VISITOR_ID_PATTERN, description="Stable opaque id, e.g. v-7f3a9c; the same stranger keeps it "
+        "across cameras, days and restarts."
+    )
+    visits: int = Field(
+        ..., ge=1, description="Visits so far, this one included (tracks more than the visit gap apart)."
+    )
     first_seen: AwareDatetime = Field(..., description="Capture time the visitor was first seen, UTC RFC 3339.")
 
 
@@ -102,10 +109,13 @@ class FaceEvent(BaseModel):
         ..., description="decided: first identity of the track; changed: its identity changed; ended: track over."
     )
     track_id: str = Field(..., pattern=ID_PATTERN, description="Id of the face track (unique per recognizer run).")
-    model: str = Field(..., min_length=1, max_length=64, description="Face model that made the encodings, e.g. yunet-sface.")
+    model: str = Field(
+        ..., min_length=1, max_length=64, description="Face model that made the encodings, e.g. yunet-sface."
+    )
     device_id: str = Field(..., pattern=DEVICE_ID_PATTERN, description="Camera that captured the frames.")
     captured_at: AwareDatetime = Field(
-        ..., description="Capture time of the frame that caused this event (the receive time when the camera sent none), UTC RFC 3339."
+        ..., description="Capture time of the frame that caused this event (the receive time when the camera sent "
+        "none), UTC RFC 3339."
     )
     recognized_at: AwareDatetime = Field(..., description="Time the recognizer published this event, UTC RFC 3339.")
     first_seen: AwareDatetime = Field(..., description="Capture time of the track's first frame.")
@@ -120,7 +130,8 @@ class FaceEvent(BaseModel):
         "no_match, ambiguous, too_small, too_blurred (quality gate), empty_gallery."
     )
     distance: float | None = Field(
-        ..., ge=0, description="Smallest face distance of the decision's samples to the gallery (lower = more alike); null when nothing was encoded."
+        ..., ge=0, description="Smallest face distance of the decision's samples to the gallery (lower = more alike); "
+        "null when nothing was encoded."
     )
     tolerance: float = Field(..., gt=0, description="Tolerance in force: a distance at or below it is a match.")
     margin: float = Field(0.0, ge=0, description="Margin in force: second_distance - distance must reach it.")
@@ -132,14 +143,16 @@ class FaceEvent(BaseModel):
     frames: int = Field(..., ge=1, description="Frames of the track processed so far.")
     samples: int = Field(..., ge=0, description="Views of the track encoded and matched so far.")
     votes: dict[str, int] = Field(
-        default_factory=dict, description="Samples per nearest accepted person; key \"\" for samples that matched nobody."
+        default_factory=dict, description="Samples per nearest accepted person; key \"\" for samples that matched "
+        "nobody."
     )
     quality: FaceQuality = Field(..., description="The best view's quality.")
     box: Box
     frame_width_px: int = Field(..., gt=0, description="Width of the frame of the best view in pixels.")
     frame_height_px: int = Field(..., gt=0, description="Height of the frame of the best view in pixels.")
     visitor: Visitor | None = Field(
-        None, description="For an unknown face that was encoded: the visitor it was recognised as (null when visitors are off, or for a named person).",
+        None, description="For an unknown face that was encoded: the visitor it was recognised as (null when visitors "
+        "are off, or for a named person).",
     )
     crop_jpeg_b64: str | None = Field(
         None, description="Crop of the best view with a margin, JPEG, base64 (standard alphabet); only on "
@@ -223,10 +236,16 @@ class AccessDecision(BaseModel):
     reason: AccessReason = Field(
         ..., description="authorised (granted), restricted, unknown or no_face (nobody in front of the camera)."
     )
-    person: str | None = Field(..., pattern=ID_PATTERN, description="The person the decision is about; null for unknown and no_face.")
+    person: str | None = Field(
+        ..., pattern=ID_PATTERN, description="The person the decision is about; null for unknown and no_face."
+    )
     category: Category | None = Field(..., description="That person's category; null for no_face.")
-    track_id: str | None = Field(..., pattern=ID_PATTERN, description="Face track the decision comes from; null for no_face.")
-    captured_at: AwareDatetime = Field(..., description="Capture time of the frame that changed the decision, UTC RFC 3339.")
+    track_id: str | None = Field(
+        ..., pattern=ID_PATTERN, description="Face track the decision comes from; null for no_face."
+    )
+    captured_at: AwareDatetime = Field(
+        ..., description="Capture time of the frame that changed the decision, UTC RFC 3339."
+    )
     decided_at: AwareDatetime = Field(..., description="Time the recognizer published the decision, UTC RFC 3339.")
 
     def to_json(self) -> bytes:

@@ -90,7 +90,8 @@ def encode_jpeg_bgr(bgr: np.ndarray, quality: int = 85) -> bytes:
 
 
 def fit_width(image: np.ndarray, max_width_px: int) -> np.ndarray:
-    """``image`` downscaled (aspect kept, INTER_AREA) so its width is at most ``max_width_px``; unchanged if narrower."""
+    """``image`` downscaled (aspect kept, INTER_AREA) so its width is at most ``max_width_px``; unchanged if
+    narrower."""
     height, width = image.shape[:2]
     if width <= max_width_px:
         return image

@@ -218,7 +218,8 @@ class MqttClient:
             handler = self._handler_for(message.topic)
             if handler is not None:
                 props = getattr(message.properties, "UserProperty", None) or []
-                acknowledge = handler(Message(message.topic, message.payload, dict(props), bool(message.retain))) is not False
+                acknowledge = handler(Message(message.topic, message.payload, dict(props),
+                                              bool(message.retain))) is not False
         except Exception:  # noqa: BLE001 - the guard: nothing may reach paho's network thread
             self.counters.add("callback_errors")
             log.exception("handler failed for message on %s", message.topic, extra={"topic": message.topic})

@@ -63,7 +63,8 @@ class MqttSettings(BaseSettings):
     key_file: Path | None = Field(None, title="Client key", description="PEM private key of the client certificate.")
     tls_insecure: bool = Field(
         False, title="Skip host name check",
-        description="Accept a broker certificate issued for another host name (the CA is still checked). Off by default.",
+        description="Accept a broker certificate issued for another host name (the CA is still checked). "
+        "Off by default.",
     )
 
     @field_validator("client_id", "ca_file", "cert_file", "key_file", "username", mode="before")
@@ -92,10 +93,12 @@ class PublisherSettings(BaseSettings):
     max_width_px: int = Field(1280, ge=64, le=7680, title="Max width", description="Frames wider are downscaled (px).")
     jpeg_quality: int = Field(85, ge=10, le=100, title="JPEG quality", description="JPEG quality of published frames.")
     realtime: bool = Field(
-        True, title="Real-time pacing", description="Pace video files and folders at their own rate (else: as fast as possible)."
+        True, title="Real-time pacing",
+        description="Pace video files and folders at their own rate (else: as fast as possible).",
     )
     speed: float = Field(
-        1.0, gt=0, le=100, title="Playback speed", description="Files and folders play at this speed (0.25 = slow motion)."
+        1.0, gt=0, le=100, title="Playback speed",
+        description="Files and folders play at this speed (0.25 = slow motion).",
     )
     loop: bool = Field(False, title="Loop", description="Start a video file or folder again at its end.")
     progress: bool = Field(True, title="Progress bar", description="Show a progress bar for files and folders.")
@@ -141,16 +144,19 @@ class RecognizerSettings(BaseSettings):
         "Empty: the model's default (yunet-sface 0.10, dlib 0.05).",
     )
     detect_max_width_px: int = Field(
-        640, ge=160, le=4096, title="Detection width", description="Frames wider are shrunk to this width for detection (px)."
+        640, ge=160, le=4096, title="Detection width",
+        description="Frames wider are shrunk to this width for detection (px).",
     )
     detect_score: float = Field(
         0.6, gt=0, lt=1, title="Detection score", description="yunet-sface: lowest detector confidence kept as a face."
     )
     detect_upsample: int = Field(
-        1, ge=0, le=2, title="Detection upsample", description="dlib: HOG upsampling passes (1 finds faces half as large, at 4x cost)."
+        1, ge=0, le=2, title="Detection upsample",
+        description="dlib: HOG upsampling passes (1 finds faces half as large, at 4x cost).",
     )
     detect_profiles: bool = Field(
-        True, title="Profile faces", description="dlib: also run OpenCV's profile-face cascade (faces turned 45-90 degrees)."
+        True, title="Profile faces",
+        description="dlib: also run OpenCV's profile-face cascade (faces turned 45-90 degrees).",
     )
     min_face_px: int | None = Field(
         None, ge=8, le=1000, title="Minimum face size",
@@ -167,7 +173,8 @@ class RecognizerSettings(BaseSettings):
     )
     track_min_votes: int = Field(
         2, ge=1, le=20, title="Votes to decide",
-        description="Encoded views a track needs before it is decided, and votes a person needs (with a majority) to be named.",
+        description="Encoded views a track needs before it is decided, and votes a person needs (with a majority) "
+        "to be named.",
     )
     track_consistent_votes: int = Field(
         4, ge=0, le=100, title="Consistent views",
@@ -179,20 +186,26 @@ class RecognizerSettings(BaseSettings):
         description="How far above the tolerance a view still counts for the consistency rule.",
     )
     track_resample_s: float = Field(
-        1.0, gt=0, title="Re-encode interval", description="A decided track is encoded again after this long (s), or at once for a better view."
+        1.0, gt=0, title="Re-encode interval",
+        description="A decided track is encoded again after this long (s), or at once for a better view.",
     )
-    track_max: int = Field(32, ge=1, le=1000, title="Tracks per device", description="Most live face tracks per device.")
+    track_max: int = Field(
+        32, ge=1, le=1000, title="Tracks per device", description="Most live face tracks per device."
+    )
     motion_threshold: float = Field(
         1.5, ge=0, le=255, title="Motion threshold",
-        description="A frame differing less than this (mean grey levels at 64x36) from the last, with no live track, is skipped (0: off).",
+        description="A frame differing less than this (mean grey levels at 64x36) from the last, with no live track, "
+        "is skipped (0: off).",
     )
     scene_cut_threshold: float = Field(
         0.15, gt=0, le=1, title="Scene cut threshold",
-        description="A frame whose grey histogram lies this far (Bhattacharyya, 0-1) from the last ends every live track (a cut, a moved camera).",
+        description="A frame whose grey histogram lies this far (Bhattacharyya, 0-1) from the last ends every live "
+        "track (a cut, a moved camera).",
     )
     max_clock_skew_s: float = Field(
         300.0, gt=0, title="Clock skew",
-        description="A frame whose capture_time is further than this (s) from its arrival uses the arrival time (counted as frames_bad_capture_time).",
+        description="A frame whose capture_time is further than this (s) from its arrival uses the arrival time "
+        "(counted as frames_bad_capture_time).",
     )
     max_devices: int = Field(
         1000, ge=1, title="Devices",
@@ -255,7 +268,8 @@ class RecognizerSettings(BaseSettings):
     )
     annotated_fps_max: float = Field(
         2.0, ge=0, le=30, title="Annotated view rate",
-        description="Most annotated frames (boxes, names, colours) per second and device on <prefix>/<device>/annotated; 0: off.",
+        description="Most annotated frames (boxes, names, colours) per second and device "
+        "on <prefix>/<device>/annotated; 0: off.",
     )
     annotated_max_width_px: int = Field(
         640, ge=64, le=4096, title="Annotated view width", description="Annotated frames wider are downscaled (px).",
@@ -332,10 +346,15 @@ class VisitorSettings(BaseSettings):
 
     model_config = _config("FACEBUS_VISITORS_")
 
-    enabled: bool = Field(True, title="Visitors", description="Give unknown faces a stable visitor id and keep the visitor store; false: nothing is kept about strangers.")
+    enabled: bool = Field(
+        True, title="Visitors",
+        description="Give unknown faces a stable visitor id and keep the visitor store; "
+        "false: nothing is kept about strangers.",
+    )
     store: str | None = Field(
         None, title="Visitor store",
-        description="Folder or s3://bucket/prefix of the visitor store; empty: the gallery's own source, under Visitors/.",
+        description="Folder or s3://bucket/prefix of the visitor store; "
+        "empty: the gallery's own source, under Visitors/.",
     )
     tolerance: float | None = Field(
         None, gt=0, le=2, title="Visitor tolerance",
@@ -343,14 +362,23 @@ class VisitorSettings(BaseSettings):
         "people. Empty: the model's default (yunet-sface 1.00, dlib 0.41; docs/visitors-threshold.md).",
     )
     retention_days: float = Field(
-        30.0, gt=0, title="Retention", description="A visitor not seen for this many days is deleted with their photos.",
+        30.0, gt=0, title="Retention",
+        description="A visitor not seen for this many days is deleted with their photos.",
     )
     visit_gap_s: float = Field(
         600.0, ge=0, title="Visit gap", description="A visitor seen again after this long (s) counts a new visit.",
     )
-    max_visitors: int = Field(10_000, ge=1, title="Visitors kept", description="Most visitors kept; past it the one seen longest ago is deleted.")
-    max_encodings: int = Field(5, ge=1, le=50, title="Encodings per visitor", description="Face encodings kept per visitor (the best views).")
-    max_crops: int = Field(3, ge=0, le=20, title="Crops per visitor", description="Face crops kept per visitor (JPEG) for promote and the dashboards.")
+    max_visitors: int = Field(
+        10_000, ge=1, title="Visitors kept",
+        description="Most visitors kept; past it the one seen longest ago is deleted.",
+    )
+    max_encodings: int = Field(
+        5, ge=1, le=50, title="Encodings per visitor", description="Face encodings kept per visitor (the best views).",
+    )
+    max_crops: int = Field(
+        3, ge=0, le=20, title="Crops per visitor",
+        description="Face crops kept per visitor (JPEG) for promote and the dashboards.",
+    )
 
     @field_validator("store", "tolerance", mode="before")
     @classmethod
@@ -364,7 +392,8 @@ class WebhookSettings(BaseSettings):
     model_config = _config("FACEBUS_WEBHOOK_")
 
     urls: list[str] = Field(
-        default_factory=list, title="URLs", description='JSON list of URLs to POST to, e.g. ["http://nodered:1880/face"]; empty: off.',
+        default_factory=list, title="URLs",
+        description='JSON list of URLs to POST to, e.g. ["http://nodered:1880/face"]; empty: off.',
     )
     categories: list[Literal["authorised", "restricted", "unknown"]] = Field(
         default_factory=lambda: ["authorised", "restricted", "unknown"], title="Categories",
@@ -376,12 +405,18 @@ class WebhookSettings(BaseSettings):
     )
     secret: SecretStr | None = Field(
         None, title="Signing secret",
-        description="Shared secret: each body is signed with HMAC-SHA256 in the X-Facebus-Signature header (sha256=<hex>).",
+        description="Shared secret: each body is signed with HMAC-SHA256 in the X-Facebus-Signature header "
+        "(sha256=<hex>).",
     )
     timeout_s: float = Field(5.0, gt=0, le=120, title="Timeout", description="HTTP timeout per attempt (s).")
-    max_attempts: int = Field(5, ge=1, le=100, title="Attempts", description="Attempts per body before it is dropped (counted).")
+    max_attempts: int = Field(
+        5, ge=1, le=100, title="Attempts", description="Attempts per body before it is dropped (counted).",
+    )
     max_backoff_s: float = Field(30.0, ge=0.1, title="Retry backoff", description="Longest wait between attempts (s).")
-    max_queued: int = Field(1000, ge=1, title="Queue size", description="Bodies waiting to be sent; past it the oldest is dropped (counted).")
+    max_queued: int = Field(
+        1000, ge=1, title="Queue size",
+        description="Bodies waiting to be sent; past it the oldest is dropped (counted).",
+    )
 
     @field_validator("secret", mode="before")
     @classmethod
@@ -405,10 +440,16 @@ class LiveSettings(BaseSettings):
 
     model_config = _config("FACEBUS_LIVE_")
 
-    host: str = Field("127.0.0.1", title="Listen address", description="Address the page listens on (0.0.0.0: every interface).")
+    host: str = Field(
+        "127.0.0.1", title="Listen address", description="Address the page listens on (0.0.0.0: every interface)."
+    )
     port: int = Field(8090, ge=1, le=65535, title="Port", description="HTTP port of the page.")
-    max_log: int = Field(100, ge=1, le=10_000, title="Log length", description="Latest events and decisions kept for the page.")
-    max_devices: int = Field(64, ge=1, le=10_000, title="Cameras", description="Most cameras shown; further ones are ignored (counted).")
+    max_log: int = Field(
+        100, ge=1, le=10_000, title="Log length", description="Latest events and decisions kept for the page."
+    )
+    max_devices: int = Field(
+        64, ge=1, le=10_000, title="Cameras", description="Most cameras shown; further ones are ignored (counted)."
+    )
 
 
 class InfluxSettings(BaseSettings):
@@ -438,7 +479,8 @@ class ArchiverSettings(BaseSettings):
         120.0,
         ge=0,
         title="Throttle window",
-        description="One entry per person per window (seconds), across devices; unknown faces per visitor, else per device.",
+        description="One entry per person per window (seconds), across devices; unknown faces per visitor, "
+        "else per device.",
     )
     crops_dir: Path = Field(Path("crops"), title="Crops folder", description="Where face crops are saved.")
     measurement: str = Field("face_entry", title="Measurement", description="InfluxDB measurement of entries.")
@@ -452,25 +494,29 @@ class ArchiverSettings(BaseSettings):
     )
     spool_max_bytes: int = Field(
         1024**3, ge=1024, title="Spool size limit",
-        description="Bytes of waiting entries past which face events are no longer acknowledged (the broker keeps them).",
+        description="Bytes of waiting entries past which face events are no longer acknowledged "
+        "(the broker keeps them).",
     )
     spool_max_age_s: float = Field(
         7 * 86400.0, gt=0, title="Spool age limit",
         description="Age (s) of the oldest waiting entry past which face events are no longer acknowledged.",
     )
     max_backoff_s: float = Field(
-        30.0, ge=1, le=3600, title="Retry backoff", description="Longest wait (s) between InfluxDB write attempts while it fails."
+        30.0, ge=1, le=3600, title="Retry backoff",
+        description="Longest wait (s) between InfluxDB write attempts while it fails.",
     )
     max_event_age_s: float = Field(
         7 * 86400.0, gt=0, title="Oldest event",
-        description="Face events captured longer ago than this (s) are refused as bad (a camera clock far off, a replay).",
+        description="Face events captured longer ago than this (s) are refused as bad "
+        "(a camera clock far off, a replay).",
     )
     max_event_ahead_s: float = Field(
         600.0, ge=0, title="Furthest future event",
         description="Face events captured further ahead of the archiver's clock than this (s) are refused as bad.",
     )
     max_crop_bytes: int = Field(
-        256 * 1024, ge=1024, title="Crop size limit", description="Face events whose crop JPEG is larger (bytes) are refused as bad."
+        256 * 1024, ge=1024, title="Crop size limit",
+        description="Face events whose crop JPEG is larger (bytes) are refused as bad.",
     )
     max_stats_devices: int = Field(
         1000, ge=1, title="Devices per stats message",
@@ -592,10 +638,11 @@ def load_config(config: type[C], args: argparse.Namespace) -> C:
     return config(*(load(cls, args) for cls in config_classes(config)))
 
 # Flags of shared concerns carry a prefix (--mqtt-host, --influx-url); a service's own flags have none (--device-id).
-_FLAG_PREFIXES = {"MqttSettings": "mqtt_", "InfluxSettings": "influx_", "LogSettings": "log_", "StatsSettings": "stats_",
-                  "AccessSettings": "access_", "WebhookSettings": "webhook_", "VisitorSettings": "visitors_"}
-ALL_SETTINGS = (MqttSettings, PublisherSettings, RecognizerSettings, AccessSettings, VisitorSettings, WebhookSettings, LiveSettings,
-                InfluxSettings, ArchiverSettings, GrafanaSettings, LogSettings, StatsSettings)
+_FLAG_PREFIXES = {"MqttSettings": "mqtt_", "InfluxSettings": "influx_", "LogSettings": "log_",
+                  "StatsSettings": "stats_", "AccessSettings": "access_", "WebhookSettings": "webhook_",
+                  "VisitorSettings": "visitors_"}
+ALL_SETTINGS = (MqttSettings, PublisherSettings, RecognizerSettings, AccessSettings, VisitorSettings, WebhookSettings,
+                LiveSettings, InfluxSettings, ArchiverSettings, GrafanaSettings, LogSettings, StatsSettings)
 
 
 def _key(cls: type[BaseSettings], field_name: str) -> str:
@@ -613,7 +660,8 @@ def _dest(cls: type[BaseSettings], field_name: str) -> str:
 
 
 def flag_name(cls: type[BaseSettings], field_name: str) -> str:
-    """Command-line flag of a field, e.g. ``--mqtt-port``, ``--log-json`` (field ``json_lines``, alias ``FACEBUS_LOG_JSON``)."""
+    """Command-line flag of a field, e.g. ``--mqtt-port``, ``--log-json`` (field ``json_lines``, alias
+    ``FACEBUS_LOG_JSON``)."""
     return "--" + (_FLAG_PREFIXES.get(cls.__name__, "") + _key(cls, field_name)).replace("_", "-")
 
 

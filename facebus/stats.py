@@ -92,7 +92,7 @@ class Samples:
             values, self._values = list(self._values), deque(maxlen=self._values.maxlen)
         if not values:
             return None
-        return dict(zip(percentiles, (float(v) for v in np.percentile(values, percentiles))))
+        return dict(zip(percentiles, (float(v) for v in np.percentile(values, percentiles)), strict=True))
 
 
 def split_by_device(deltas: dict[str, int]) -> tuple[dict[str, int], dict[str, dict[str, int]]]:

@@ -6,7 +6,8 @@ Layout follows the zigbee2mqtt / Home Assistant convention ``<prefix>/<device_id
     <prefix>/<device_id>/face                   one JSON FaceEvent per face track decision, QoS 1, not retained,
                                                 without the crop (crop_jpeg_b64 null): for automations and viewers
     <prefix>/<device_id>/face_with_crop         the same event with its crop, QoS 1: for the archiver only (the ACL)
-    <prefix>/<device_id>/access                 one JSON AccessDecision per change, QoS 1, message expiry, for the camera
+    <prefix>/<device_id>/access                 one JSON AccessDecision per change, QoS 1, message expiry,
+                                                for the camera
     <prefix>/<device_id>/annotated              JPEG frames with boxes and names, QoS 0, rate-limited
     <prefix>/<device_id>/tracks                 live track boxes per processed frame, JSON, QoS 0, not retained
     <prefix>/<device_id>/availability           "online" (retained) / "offline" (last will, retained)

@@ -90,8 +90,8 @@ def acl_lines(name: str, role: str, topics: Topics) -> list[str]:
         return [f"topic read {topics.all_frames}", f"topic read {topics.all_device_availability}",
                 f"topic read {topics.service_availability('+')}", f"topic write {topics.all_faces}",
                 f"topic write {topics.all_faces_with_crop}", f"topic write {topics.all_tracks}",
-                f"topic write {topics.all_access}", f"topic write {topics.all_annotated}", f"topic write {topics.gallery_state()}",
-                f"topic write {DISCOVERY_PREFIX}/#", f"topic readwrite {own}"]
+                f"topic write {topics.all_access}", f"topic write {topics.all_annotated}",
+                f"topic write {topics.gallery_state()}", f"topic write {DISCOVERY_PREFIX}/#", f"topic readwrite {own}"]
     if role == "archiver":
         return [f"topic read {topics.all_faces_with_crop}", f"topic read {topics.all_device_availability}",
                 f"topic read {topics.all_service_stats}", f"topic readwrite {own}"]
@@ -124,7 +124,8 @@ def conf_text(secure_dir: str, data_dir: str, port: int = DEFAULT_PORT, user: st
     run_as = f"# Run as this user when started by root (it must read the files above).\nuser {user}\n\n" if user else ""
     return f"""# Written by `facebus broker init` (docs/security.md). Mosquitto 2.x.
 
-# TLS only{", on " + bind if bind else ", on every interface"}: cameras on the network connect here with the CA certificate ca.crt.
+# TLS only{", on " + bind if bind else ", on every interface"}: cameras on the network connect here \
+with the CA certificate ca.crt.
 listener {port}{" " + bind if bind else ""}
 cafile {s}/ca.crt
 certfile {s}/server.crt
@@ -232,7 +233,8 @@ def init(path: Path, hosts: list[str], port: int | None = None, prefix: str | No
     ``bind``: the one address to listen on (e.g. 127.0.0.1), kept for reruns; default every interface.
     ``broker_uid``: owner given to the files the broker reads (passwd, acl, server.key), e.g. 1883 in the
     eclipse-mosquitto image; kept for reruns and the other commands. Run with sudo, every other file is given to the
-    invoking user (SUDO_UID), so that `docker compose` run by that user reads the credentials. Raises BrokerError when mosquitto_passwd is missing.
+    invoking user (SUDO_UID), so that `docker compose` run by that user reads the credentials. Raises BrokerError
+    when mosquitto_passwd is missing.
     """
     path.mkdir(parents=True, exist_ok=True)
     os.chmod(path, 0o711)  # the broker, once it runs as its own user, must enter it; nobody else may list it
@@ -321,7 +323,8 @@ def ensure_certificates(path: Path, hosts: list[str], broker_uid: int | None = N
               .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
               .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
                                            content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                           key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+                                           key_agreement=False, encipher_only=False, decipher_only=False),
+                             critical=True)
               .sign(ca_key, hashes.SHA256()))
         _write(ca_key_file, pem_key(ca_key), 0o600)
         _write(ca_crt, ca.public_bytes(serialization.Encoding.PEM), 0o644)

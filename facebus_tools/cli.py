@@ -43,7 +43,8 @@ SERVICES = {
                   "publish frames from a webcam, stream, video file or image folder"),
     "recognizer": ("recognizer.service", cfg.RecognizerConfig,
                    "name the faces in every device's frames and publish face events"),
-    "archiver": ("archiver.service", cfg.ArchiverConfig, "write throttled face entries to InfluxDB and keep their crops"),
+    "archiver": ("archiver.service", cfg.ArchiverConfig,
+                 "write throttled face entries to InfluxDB and keep their crops"),
     "live": ("recognizer.live", cfg.LiveConfig,
              "serve the live page: every camera's annotated view, the latest events and decisions"),
 }
@@ -73,7 +74,8 @@ def _schema(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="facebus", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="facebus", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     cfg.add_arguments(parser, cfg.LogSettings)
     parser.add_argument(
         "--env-file", action="append", default=[], metavar="FILE",

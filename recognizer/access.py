@@ -29,7 +29,8 @@ class Verdict:
 
     def same_as(self, other: Verdict | None) -> bool:
         """Equal in what a door acts on (decision, reason, person): a new track of the same person changes nothing."""
-        return other is not None and (self.decision, self.reason, self.person) == (other.decision, other.reason, other.person)
+        return (other is not None
+                and (self.decision, self.reason, self.person) == (other.decision, other.reason, other.person))
 
 
 NO_FACE = Verdict(Decision.denied, AccessReason.no_face)

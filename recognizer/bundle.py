@@ -42,8 +42,8 @@ class Limits:
 
 def read_bundle(path: Path, limits: Limits = Limits()) -> tuple[list[str], Iterator[Photo | Rejected]]:
     """The image paths of a folder or zip (after the checks above) and an iterator giving, in that order, a
-    :class:`Photo` (origin = path inside the bundle) or a :class:`Rejected` (entry over ``max_photo_bytes``, unreadable).
-    Files that are not .jpg/.jpeg/.png, hidden files and ``__MACOSX/`` are left out.
+    :class:`Photo` (origin = path inside the bundle) or a :class:`Rejected` (entry over ``max_photo_bytes``,
+    unreadable). Files that are not .jpg/.jpeg/.png, hidden files and ``__MACOSX/`` are left out.
 
     Raises BundleError when the folder or zip is refused as a whole.
     """
@@ -144,7 +144,8 @@ def _read_zip(path: Path, limits: Limits) -> tuple[list[str], Iterator[Photo | R
             for name, original in mapping.items():
                 info = by_name[original]
                 if info.file_size > limits.max_photo_bytes:
-                    yield Rejected(name, f"entry of {info.file_size} bytes is over the {limits.max_photo_bytes} byte limit")
+                    yield Rejected(name, f"entry of {info.file_size} bytes is over the "
+                                         f"{limits.max_photo_bytes} byte limit")
                     continue
                 try:
                     with archive.open(info) as entry:

@@ -64,10 +64,11 @@ def _version() -> str:
 
 
 def node_id(device_id: str, topics: Topics) -> str:
-    """Discovery node id of a camera: ``facebus_<device_id>`` for the default topic prefix, ``facebus_<prefix>_<device_id>``
-    for another one (``/`` and other characters outside ``[A-Za-z0-9_-]`` as ``_``), so two installations behind one
-    Home Assistant do not collide. Longer than 64 characters: cut to 55 plus ``_`` and 8 hex digits of its SHA-1.
-    It is also the device identifier and the start of each unique_id. ValueError for an invalid device id."""
+    """Discovery node id of a camera: ``facebus_<device_id>`` for the default topic prefix,
+    ``facebus_<prefix>_<device_id>`` for another one (``/`` and other characters outside ``[A-Za-z0-9_-]`` as ``_``), so
+    two installations behind one Home Assistant do not collide. Longer than 64 characters: cut to 55 plus ``_`` and 8
+    hex digits of its SHA-1. It is also the device identifier and the start of each unique_id. ValueError for an invalid
+    device id."""
     validate_device_id(device_id)
     prefix = "" if topics.prefix == "facebus" else re.sub(ID_UNSAFE_CHAR, "_", topics.prefix) + "_"
     node = f"facebus_{prefix}{device_id}"
@@ -79,7 +80,8 @@ def node_id(device_id: str, topics: Topics) -> str:
 def _availability(device_id: str, topics: Topics, recognizer_instance: str) -> dict:
     return {
         "availability": [
-            {"topic": topics.device_availability(device_id), "payload_available": ONLINE, "payload_not_available": OFFLINE},
+            {"topic": topics.device_availability(device_id), "payload_available": ONLINE,
+             "payload_not_available": OFFLINE},
             {"topic": topics.service_availability(recognizer_instance), "payload_available": ONLINE,
              "payload_not_available": OFFLINE},
         ],
@@ -87,7 +89,8 @@ def _availability(device_id: str, topics: Topics, recognizer_instance: str) -> d
     }
 
 
-def discovery_configs(device_id: str, topics: Topics, recognizer_instance: str = "recognizer") -> dict[tuple[str, str], dict]:
+def discovery_configs(device_id: str, topics: Topics,
+                      recognizer_instance: str = "recognizer") -> dict[tuple[str, str], dict]:
     """The config of each entity of camera ``device_id``, by (component, object_id), as dicts. ValueError for an
     invalid device id or recognizer instance name."""
     if not re.fullmatch(RECOGNIZER_INSTANCE_PATTERN, recognizer_instance):
@@ -105,8 +108,8 @@ def discovery_configs(device_id: str, topics: Topics, recognizer_instance: str =
         CAMERA: common(CAMERA, "Annotated view") | {"topic": topics.annotated(device_id), "qos": 0},
         LAST_PERSON: common(LAST_PERSON, "Last person") | {
             "state_topic": topics.face(device_id), "value_template": LAST_PERSON_TEMPLATE,
-            "json_attributes_topic": topics.face(device_id), "json_attributes_template": LAST_PERSON_ATTRIBUTES_TEMPLATE,
-            "icon": "mdi:account-search", "qos": 1,
+            "json_attributes_topic": topics.face(device_id),
+            "json_attributes_template": LAST_PERSON_ATTRIBUTES_TEMPLATE, "icon": "mdi:account-search", "qos": 1,
         },
         RESTRICTED: common(RESTRICTED, "Restricted person present") | {
             "state_topic": topics.access(device_id), "value_template": RESTRICTED_TEMPLATE,
@@ -134,7 +137,7 @@ def discovery_messages(device_id: str, topics: Topics, discovery_prefix: str,
     for an invalid device id, discovery prefix or recognizer instance."""
     configs = discovery_configs(device_id, topics, recognizer_instance)
     return [(topic, json.dumps(configs[entity], separators=(",", ":"), sort_keys=True).encode())
-            for topic, entity in zip(_topics(device_id, topics, discovery_prefix), ENTITIES)]
+            for topic, entity in zip(_topics(device_id, topics, discovery_prefix), ENTITIES, strict=True)]
 
 
 def removal_messages(device_id: str, topics: Topics, discovery_prefix: str) -> list[tuple[str, bytes]]:

@@ -119,13 +119,15 @@ class Engine:
 
     # -- frames ----------------------------------------------------------------------------------------------------
 
-    def process_jpeg(self, device_id: str, jpeg: bytes, captured_at: datetime, now_s: float | None = None) -> FrameResult:
+    def process_jpeg(self, device_id: str, jpeg: bytes, captured_at: datetime,
+                     now_s: float | None = None) -> FrameResult:
         """:meth:`process` on JPEG (or PNG) bytes. Raises facebus.images.ImageError for a frame that is empty, over
         ``max_frame_bytes`` or ``max_frame_pixels``, or does not decode."""
         rgb = decode_jpeg(jpeg, self.settings.max_frame_bytes, self.settings.max_frame_pixels)
         return self.process(device_id, rgb, captured_at, now_s)
 
-    def process(self, device_id: str, rgb: np.ndarray, captured_at: datetime, now_s: float | None = None) -> FrameResult:
+    def process(self, device_id: str, rgb: np.ndarray, captured_at: datetime,
+                now_s: float | None = None) -> FrameResult:
         """One frame of ``device_id`` (RGB uint8, shape (height, width, 3)) captured at ``captured_at``; ``now_s`` is
         the monotonic arrival time (default: now), used to end the tracks of devices that went quiet."""
         result = FrameResult()
@@ -145,7 +147,7 @@ class Engine:
         for track in ended:
             result.events += self._end(device, track, captured_at)
         wanted = []
-        for detection, track in zip(detections, assigned):
+        for detection, track in zip(detections, assigned, strict=True):
             if track is None:
                 continue
             quality = measure(rgb, detection)
@@ -156,7 +158,7 @@ class Engine:
                 if problem is not None and track.add_gated(problem, quality):
                     device.best_views[track.track_id] = self._view(rgb, detection.box, quality)
         encodings = self.model.encode(rgb, [d for d, _, _ in wanted])
-        for (detection, track, quality), encoding in zip(wanted, encodings):
+        for (detection, track, quality), encoding in zip(wanted, encodings, strict=True):
             match = self.index.match(encoding, self.tolerance, self.margin)
             if track.add_sample(match, quality, captured_at, self.policy, encoding):
                 device.best_views[track.track_id] = self._view(rgb, detection.box, quality)

@@ -144,7 +144,8 @@ def make_s3_client():
 
     return boto3.session.Session().client(  # a new session reads the environment now, not at first use
         "s3",
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5),
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3, "mode": "standard"},
+                      connect_timeout=5),
     )
 
 
@@ -214,7 +215,8 @@ class GalleryLoader:
             known[key] = (listing[key], self._load(key))
         self._known, self.listed = known, sorted(listed)
         if added or removed:
-            self.index = GalleryIndex([item for _, item in known.values() if isinstance(item, GalleryEntry)], self.model)
+            self.index = GalleryIndex([item for _, item in known.values() if isinstance(item, GalleryEntry)],
+                                      self.model)
         return Refresh(added, removed)
 
     def _load(self, key: str) -> GalleryEntry | Rejected:
@@ -233,7 +235,8 @@ class GalleryLoader:
         image count, totals, and the rejected images with their reasons."""
         people: dict[str, dict] = {}
         for entry in self.index.entries:
-            item = people.setdefault(entry.person, {"person": entry.person, "category": entry.category.value, "images": 0})
+            item = people.setdefault(entry.person,
+                                     {"person": entry.person, "category": entry.category.value, "images": 0})
             item["images"] += 1
         return {
             "schema_version": 1,

@@ -31,10 +31,10 @@ def identify_photo(engine: Engine, rgb: np.ndarray) -> list[dict]:
     detections = engine.model.detect(rgb)
     qualities = [measure(rgb, d) for d in detections]
     problems = [q.problem(engine.policy.min_face_px, engine.policy.min_sharpness) for q in qualities]
-    usable = [d for d, p in zip(detections, problems) if p is None]
+    usable = [d for d, p in zip(detections, problems, strict=True) if p is None]
     matches = iter(engine.index.match(e, engine.tolerance, engine.margin) for e in engine.model.encode(rgb, usable))
     results = []
-    for detection, quality, problem in zip(detections, qualities, problems):
+    for detection, quality, problem in zip(detections, qualities, problems, strict=True):
         match = None if problem else next(matches)
         results.append({
             "box": list(detection.box),
@@ -73,9 +73,11 @@ def video_frames(path: Path, fps: float | None) -> Iterator[tuple[float, np.ndar
         capture.release()
 
 
-def identify_video(engine: Engine, path: Path, fps: float | None = None, crops_dir: Path | None = None) -> Iterator[dict]:
+def identify_video(engine: Engine, path: Path, fps: float | None = None,
+                   crops_dir: Path | None = None) -> Iterator[dict]:
     """One result per face track of the video at ``path`` (sampled at ``fps``; default every frame), in the order
-    tracks end. With ``crops_dir``, each track's best view is saved there as ``<video stem>_<track_id>_<person>.jpg``."""
+    tracks end. With ``crops_dir``, each track's best view is saved there as
+    ``<video stem>_<track_id>_<person>.jpg``."""
     for time_s, rgb in video_frames(path, fps):
         result = engine.process("video", rgb, _VIDEO_EPOCH + timedelta(seconds=time_s), now_s=time_s)
         yield from _tracks(result.events, path, crops_dir)

@@ -105,7 +105,8 @@ class YuNetSFace:
     name = "yunet-sface"
     dim = 128
 
-    def __init__(self, detect_max_width_px: int = 640, score_threshold: float = 0.6, nms_threshold: float = 0.3) -> None:
+    def __init__(self, detect_max_width_px: int = 640, score_threshold: float = 0.6,
+                 nms_threshold: float = 0.3) -> None:
         self.detect_max_width_px = detect_max_width_px
         self._detector = cv2.FaceDetectorYN.create(
             str(model_file(YUNET_FILE, YUNET_SHA256)), "", (320, 320), score_threshold, nms_threshold, 5000

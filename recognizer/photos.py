@@ -35,7 +35,8 @@ def photo_model(settings: RecognizerSettings) -> FaceModel:
 
 def photo_faces(model: FaceModel, data: bytes) -> tuple[np.ndarray, list[Detection]]:
     """The photo (file bytes: JPEG, PNG, ...; EXIF rotation, RGBA and grey handled) as RGB shrunk to at most
-    ``PHOTO_MAX_SIDE_PX``, and its faces (pixels of that copy, largest first). Raises ImageError for unreadable bytes."""
+    ``PHOTO_MAX_SIDE_PX``, and its faces (pixels of that copy, largest first). Raises ImageError for unreadable
+    bytes."""
     rgb = load_photo(data)
     rgb = scale_image(rgb, min(1.0, PHOTO_MAX_SIDE_PX / max(rgb.shape[:2])))
     return rgb, model.detect(rgb)
@@ -90,7 +91,8 @@ def gallery_encoder(settings: RecognizerSettings) -> Callable[[bytes], np.ndarra
 
 
 def open_gallery(settings: RecognizerSettings) -> GalleryLoader:
-    """The gallery named by ``settings.gallery``, encoded with :func:`gallery_encoder`; not loaded yet (call refresh)."""
+    """The gallery named by ``settings.gallery``, encoded with :func:`gallery_encoder`; not loaded yet (call
+    refresh)."""
     return GalleryLoader(open_source(settings.gallery), gallery_encoder(settings), settings.model)
 
 

@@ -60,7 +60,8 @@ class Recognizer:
         self.access_settings = access or AccessSettings()
         self.access = AccessState(self.access_settings, settings.max_devices)
         self.webhooks = Webhooks(webhooks or WebhookSettings(), mqtt.counters)
-        self._discovered: set[str] = set()  # devices whose Home Assistant configs were published (bounded by max_devices)
+        # devices whose Home Assistant configs were published (bounded by max_devices)
+        self._discovered: set[str] = set()
         visitors = visitors or VisitorSettings()
         self.visitors = (Visitors(visitors, settings.model, VisitorStore.open(visitors, settings.gallery))
                          if visitors.enabled else None)
@@ -129,7 +130,8 @@ class Recognizer:
             self.counters.add(f"frames_dropped/{device_id}")
 
     def announce(self, device_id: str) -> None:
-        """Publish the Home Assistant discovery configs of a newly seen device (retained, QoS 1; docs/home-assistant.md)."""
+        """Publish the Home Assistant discovery configs of a newly seen device (retained, QoS 1;
+        docs/home-assistant.md)."""
         if len(self._discovered) >= self.settings.max_devices:
             self._discovered.clear()  # republishing a retained config is harmless; the set stays bounded
         self._discovered.add(device_id)
@@ -277,8 +279,8 @@ class Recognizer:
         if change.changed or not self._gallery_published:
             log.info(
                 "gallery %s: %d people, %d images, %d rejected; +%d -%d images in %.1f s",
-                self.settings.gallery, len(self.gallery.index.people), len(self.gallery.index), len(self.gallery.rejected),
-                len(change.added), len(change.removed), time.perf_counter() - started,
+                self.settings.gallery, len(self.gallery.index.people), len(self.gallery.index),
+                len(self.gallery.rejected), len(change.added), len(change.removed), time.perf_counter() - started,
             )
             for worker in self.workers:
                 worker.set_gallery(self.gallery.index)
@@ -390,7 +392,8 @@ class Recognizer:
                 if elapsed_s >= stats_interval_s:
                     last_stats = time.monotonic()
                     message = self.stats_message(round(elapsed_s, 3))
-                    self.mqtt.publish(self.mqtt.topics.service_stats(self.settings.instance), message.model_dump_json(), qos=0)
+                    self.mqtt.publish(self.mqtt.topics.service_stats(self.settings.instance),
+                                      message.model_dump_json(), qos=0)
                     log.debug("stats %s", message)
         finally:
             for feeder in feeders:
@@ -418,5 +421,6 @@ def main(config: RecognizerConfig, stop: threading.Event) -> int:
         return 1
     availability = Topics(config.mqtt.topic_prefix).service_availability(settings.instance)
     mqtt = MqttClient(config.mqtt, availability, settings.instance)
-    Recognizer(settings, mqtt, gallery, config.access, config.webhooks, config.visitors).run(stop, config.stats.interval_s)
+    Recognizer(settings, mqtt, gallery, config.access, config.webhooks,
+               config.visitors).run(stop, config.stats.interval_s)
     return 0

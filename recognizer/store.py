@@ -1,5 +1,5 @@
 """Changing the gallery: add, remove, move and import photos in a folder or S3 gallery (:class:`GallerySource`), and
-the per-person summary ``facebus faces list`` prints. The CLI (``recognizer/manage.py``) is a thin layer over this.
+the per-person summary ``facebus faces list`` prints. The CLI (``facebus_tools/faces.py``) is a thin layer over this.
 
 Photos are checked before anything is written: they must decode (JPEG, PNG, ...; EXIF rotation, RGBA and grayscale
 handled), stay under the byte and pixel limits, and show exactly one face at least ``gallery_min_face_px`` wide
@@ -218,7 +218,8 @@ def summarize(
 ) -> list[PersonSummary]:
     """Per person (by category, then id): category (``authorised``, ``restricted``, or ``authorised+restricted`` when
     in both, which is a problem), usable images, and problems: in both categories, each rejected photo with its
-    reason, no usable photo, and a look-alike from :func:`recognizer.matching.lookalikes` (person -> (other, distance))."""
+    reason, no usable photo, and a look-alike from :func:`recognizer.matching.lookalikes`
+    (person -> (other, distance))."""
     reasons = {r.origin: r.reason for r in rejected}
     lookalike = lookalike or {}
     rows = []

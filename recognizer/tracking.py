@@ -110,7 +110,8 @@ class Track:
         if dt_s > 0:
             (cy0, cx0), (cy1, cx1) = centre(self.box), centre(box)
             measured = ((cy1 - cy0) / dt_s, (cx1 - cx0) / dt_s)
-            self.velocity_px_s = tuple(0.5 * old + 0.5 * new for old, new in zip(self.velocity_px_s, measured))
+            self.velocity_px_s = tuple(0.5 * old + 0.5 * new
+                                       for old, new in zip(self.velocity_px_s, measured, strict=True))
         self.box, self.last_seen = box, at
         self.frames += 1
 
@@ -185,7 +186,8 @@ class Track:
         named = [(n, person) for person, n in self.votes.items() if person != UNKNOWN_VOTE]
         # A track that ended having every one of its frames sampled, fewer than min_votes (a still photo, a camera
         # sending a frame every few seconds), had no chance to collect more votes: it is named when they all agree.
-        needed = self.samples if ended and self.samples == self.frames and self.samples < policy.min_votes else policy.min_votes
+        needed = (self.samples if ended and self.samples == self.frames and self.samples < policy.min_votes
+                  else policy.min_votes)
         if named:
             n, person = max(named)
             if n >= needed and 2 * n > self.samples:

@@ -133,7 +133,8 @@ class _Lane:
             session.close()
         if left:
             self.owner.counters.add("webhooks_dropped", left)
-            log.warning("%d webhook bodies for %s not sent: stopped", left, self.shown_url, extra={"url": self.shown_url})
+            log.warning("%d webhook bodies for %s not sent: stopped", left, self.shown_url,
+                        extra={"url": self.shown_url})
 
     def _deliver(self, session: requests.Session, body: _Body) -> None:
         settings, counters = self.owner.settings, self.owner.counters
