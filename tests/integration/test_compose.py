@@ -1,10 +1,11 @@
-"""The Docker Compose stack (docker-compose.yml, the three Dockerfiles, mosquitto/mosquitto.conf, facebus.env, the
-InfluxDB first-start script), checked without a Docker engine: the Compose Specification's JSON Schema
+"""The Docker Compose stack (docker-compose.yml, the Dockerfile and its build targets, mosquitto/mosquitto.conf,
+facebus.env, the InfluxDB first-start script), checked without a Docker engine: the Compose Specification's JSON Schema
 (check-jsonschema's built-in copy, no network), Debian's docker-compose v1 resolving the file with a real .env and a
 real `facebus broker init` folder (and refusing one without the secrets), each secret reaching only the services that
-need it, what is published on which interface, every path the file and the Dockerfiles name, what each image
-installs, no secret literal in the file, and the Mosquitto and SeaweedFS settings run by the real servers the other
-integration tests use."""
+need it, what is published on which interface, every path the file and the Dockerfile name, which target each service
+builds and the command it runs, what each target installs and copies (pyproject.toml's extras and packages), no secret
+literal in the file, and the Mosquitto and SeaweedFS settings run by the real servers the other integration tests
+use."""
 
 from __future__ import annotations
 
@@ -13,13 +14,14 @@ import json
 import os
 import re
 import secrets
+import shutil
 import socket
 import ssl
-import shutil
 import subprocess
 import sys
 import threading
 import time
+import tomllib
 import urllib.request
 from fnmatch import fnmatch
 from pathlib import Path
@@ -28,6 +30,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from facebus_tools import devservers
+from facebus_tools.cli import build_parser
 
 pytestmark = pytest.mark.integration
 
@@ -37,9 +40,16 @@ ENV_EXAMPLE = ROOT / ".env.example"
 MOSQUITTO_CONF = ROOT / "mosquitto" / "mosquitto.conf"
 FACEBUS_ENV = ROOT / "facebus.env"
 INFLUX_INIT = ROOT / "archiver" / "influxdb-init" / "facebus-accounts.sh"
+DOCKERFILE = ROOT / "Dockerfile"
+PYPROJECT = ROOT / "pyproject.toml"
 SECURE = "mosquitto/secure"  # written by `facebus broker init mosquitto/secure` on the host, never committed
 CA_IN_CONTAINER = "/run/facebus/ca.crt"
 SERVICES_BUILT = ("publisher", "recognizer", "archiver")
+# The Dockerfile target of each service built from the repository, the extras it installs, the `facebus` command
+# the service runs (the live page runs from the recognizer's image).
+TARGETS = {"publisher": "publisher", "recognizer": "recognizer", "archiver": "archiver", "live": "recognizer"}
+TARGET_EXTRAS = {"publisher": {"publisher"}, "recognizer": {"recognizer", "faces"}, "archiver": {"archiver"}}
+RUNS = {"publisher": "publisher", "recognizer": "recognizer", "archiver": "archiver", "live": "live"}
 # The MQTT account of each facebus service: its credentials file in mosquitto/secure/credentials/.
 ACCOUNTS = {"recognizer": "recognizer", "archiver": "archiver", "publisher": "camera1"}
 SECRET_KEY = re.compile(r"PASSWORD|TOKEN|SECRET", re.IGNORECASE)
@@ -73,7 +83,7 @@ def environment(service: dict) -> dict[str, str]:
     return {str(k): ("" if v is None else str(v)) for k, v in env.items()}
 
 
-def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
+def dockerfile_instructions(path: Path = DOCKERFILE) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) of a Dockerfile, continuation lines joined, comments dropped."""
     out, pending = [], ""
     for raw in path.read_text().splitlines():
@@ -91,10 +101,40 @@ def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
     return out
 
 
-def copy_sources(path: Path) -> list[str]:
+FROM_AS = re.compile(r"^(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?$", re.IGNORECASE)
+
+
+def stages() -> dict[str, tuple[str, list[tuple[str, str]]]]:
+    """Stage name → (what it is FROM, its instructions after FROM), in the Dockerfile's order."""
+    out: dict[str, tuple[str, list[tuple[str, str]]]] = {}
+    current: list[tuple[str, str]] | None = None
+    for word, args in dockerfile_instructions():
+        if word == "FROM":
+            match = FROM_AS.match(args)
+            assert match and match.group(2), f"Dockerfile: every stage is named (FROM image AS name): FROM {args}"
+            assert match.group(2).lower() not in out, f"Dockerfile: two stages named {match.group(2)}"
+            current = []
+            out[match.group(2).lower()] = (match.group(1), current)
+        else:
+            assert current is not None, f"Dockerfile: {word} before the first FROM"
+            current.append((word, args))
+    return out
+
+
+def chain(target: str) -> list[tuple[str, str]]:
+    """The instructions a target runs: its parent stages' first (FROM another stage), then its own; its first item is
+    ("FROM", the image it finally starts from)."""
+    all_stages = stages()
+    parent, instructions = all_stages[target]
+    if parent.lower() in all_stages:
+        return chain(parent.lower()) + instructions
+    return [("FROM", parent), *instructions]
+
+
+def copy_sources(instructions: list[tuple[str, str]]) -> list[str]:
     """Sources of every COPY/ADD without --from (relative to the build context)."""
     sources = []
-    for word, args in dockerfile_instructions(path):
+    for word, args in instructions:
         if word not in ("COPY", "ADD") or "--from=" in args:
             continue
         parts = [p for p in args.split() if not p.startswith("--")]
@@ -104,8 +144,65 @@ def copy_sources(path: Path) -> list[str]:
     return sources
 
 
-def runs(path: Path) -> str:
-    return "\n".join(args for word, args in dockerfile_instructions(path) if word == "RUN")
+def runs(instructions: list[tuple[str, str]]) -> str:
+    return "\n".join(args for word, args in instructions if word == "RUN")
+
+
+def installed_extras(instructions: list[tuple[str, str]]) -> set[str]:
+    """The extras of every `pip install ".[a,b]"` of these instructions."""
+    found = re.findall(r"pip install[^\n&]*?[\"']?\.\[([a-z,_-]+)\][\"']?", runs(instructions))
+    return {extra.strip() for group in found for extra in group.split(",")}
+
+
+def exec_form(args: str) -> list[str]:
+    value = json.loads(args)
+    assert isinstance(value, list) and all(isinstance(v, str) for v in value), args
+    return value
+
+
+def last(instructions: list[tuple[str, str]], word: str) -> str | None:
+    values = [args for w, args in instructions if w == word]
+    return values[-1] if values else None
+
+
+def pyproject() -> dict:
+    return tomllib.loads(PYPROJECT.read_text())
+
+
+def expand_extras(extras: set[str]) -> list[str]:
+    """The requirements of ``extras``, self-references (facebus[...]) followed."""
+    optional = pyproject()["project"]["optional-dependencies"]
+    name = pyproject()["project"]["name"]
+    requirements, todo, seen = [], list(extras), set()
+    while todo:
+        extra = todo.pop()
+        if extra in seen:
+            continue
+        seen.add(extra)
+        for requirement in optional[extra]:
+            own = re.fullmatch(rf"{name}\[([a-z,_-]+)\]", requirement.replace(" ", ""))
+            if own:
+                todo.extend(own.group(1).split(","))
+            else:
+                requirements.append(requirement)
+    return requirements
+
+
+def package_folders() -> dict[str, str]:
+    """Each package of pyproject.toml's [tool.setuptools] packages → its folder (package-dir followed)."""
+    setuptools = pyproject()["tool"]["setuptools"]
+    package_dir = setuptools.get("package-dir", {})
+    folders = {}
+    for package in setuptools["packages"]:
+        parts = package.split(".")
+        folders[package] = "/".join(parts)
+        for i in range(len(parts), -1, -1):
+            prefix = ".".join(parts[:i])
+            if prefix in package_dir:
+                base = [package_dir[prefix]] if package_dir[prefix] else []
+                folders[package] = "/".join([*base, *parts[i:]])
+                break
+    return folders
 
 
 # -- the Compose file itself ---------------------------------------------------------------------------------------
@@ -140,7 +237,7 @@ def test_facebus_services_wait_for_healthy_servers_and_reach_them_by_name():
     svc = services()
     for name in SERVICES_BUILT:
         service = svc[name]
-        assert service["build"] == {"context": ".", "dockerfile": f"{name}/Dockerfile"}
+        assert service["build"] == {"context": ".", "dockerfile": "Dockerfile", "target": TARGETS[name]}, name
         # Never .env (every secret of the stack): the shared secret-free settings, then the service's own account.
         account = "${FACEBUS_PUBLISHER_DEVICE_ID:-camera1}" if name == "publisher" else ACCOUNTS[name]
         assert service["env_file"] == ["facebus.env", f"{SECURE}/credentials/{account}.env"], name
@@ -253,8 +350,8 @@ def env_file_values(path: Path) -> dict[str, str]:
 
 def broker_folder(folder: Path, cameras: tuple[str, ...] = ("camera1",)) -> Path:
     """``folder`` as `facebus broker init FOLDER --host mosquitto` and `facebus broker add-camera FOLDER <camera>` leave
-    it (camera1: the publisher's default device id). Until facebus_tools.broker exists, the layout docker-compose.yml reads
-    is made by hand instead: credentials/<account>.env for recognizer, archiver, viewer and the cameras, and
+    it (camera1: the publisher's default device id). Until facebus_tools.broker exists, the layout docker-compose.yml
+    reads is made by hand instead: credentials/<account>.env for recognizer, archiver, viewer and the cameras, and
     placeholders for the certificates, key, passwd and acl."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     if importlib.util.find_spec("facebus_tools.broker") is not None:
@@ -281,7 +378,8 @@ def broker_folder(folder: Path, cameras: tuple[str, ...] = ("camera1",)) -> Path
 
 @pytest.fixture(scope="module")
 def secure_dir(tmp_path_factory) -> Path:
-    """One broker folder for the module's Compose projects (making one costs two RSA keys and a few mosquitto_passwd)."""
+    """One broker folder for the module's Compose projects (making one costs two RSA keys and a few
+    mosquitto_passwd)."""
     return broker_folder(tmp_path_factory.mktemp("broker") / "secure")
 
 
@@ -551,53 +649,167 @@ if [ "$1 $2" = "bucket list" ]; then printf '0a1b2c3d4e5f6789\\tfacebus\\tinfini
     assert not calls.exists() or "v1 auth create" not in calls.read_text()
 
 
-@pytest.mark.parametrize("service", SERVICES_BUILT)
-def test_every_copy_source_exists_and_is_in_the_build_context(service):
-    dockerfile = ROOT / service / "Dockerfile"
-    ignored = [
+def dockerignored() -> list[str]:
+    return [
         line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    sources = copy_sources(dockerfile)
-    assert {"pyproject.toml", "README.md", "facebus/", f"{service}/"} <= set(sources)
+
+
+def test_every_built_service_uses_the_dockerfile_and_one_of_its_service_targets():
+    """One Dockerfile at the root, one target per service: every service Compose builds names it, with the target of
+    that service (FROM ... AS <target>); the live page shares the recognizer's target and image (one build)."""
+    all_stages = stages()
+    assert all_stages["base"][0] == "python:3.11-slim"
+    built = {name: service for name, service in services().items() if "build" in service}
+    assert set(built) == set(TARGETS)
+    for name, service in built.items():
+        build = service["build"]
+        assert build == {"context": ".", "dockerfile": "Dockerfile", "target": TARGETS[name]}, name
+        assert build["target"] in all_stages, f"{name}: no stage {build['target']} in the Dockerfile"
+        assert service["image"] == f"facebus-{build['target']}:latest", name
+    assert built["live"]["image"] == built["recognizer"]["image"]
+    # Every service target starts from the common base (its user, settings and stand-ins), hence python:3.11-slim.
+    for target in TARGET_EXTRAS:
+        assert all_stages[target][0] == "base", f"target {target} is not FROM base"
+        assert chain(target)[0] == ("FROM", "python:3.11-slim"), target
+
+
+def test_each_service_runs_its_facebus_command():
+    """What each container runs, Docker's way (a service's `entrypoint:` replaces the image's ENTRYPOINT and drops its
+    CMD; `command:` replaces CMD), parsed by the real `facebus` parser: the service's own command, no stray arguments
+    (e.g. `facebus recognizer facebus live`)."""
+    assert pyproject()["project"]["scripts"]["facebus"] == "facebus_tools.cli:main"
+    for name, service in services().items():
+        if "build" not in service:
+            continue
+        instructions = chain(service["build"]["target"])
+        if "entrypoint" in service:
+            entrypoint, cmd = service["entrypoint"], []
+        else:
+            entrypoint = exec_form(last(instructions, "ENTRYPOINT") or "[]")
+            cmd = exec_form(last(instructions, "CMD") or "[]")
+        if "command" in service:
+            cmd = service["command"]
+        argv = [*entrypoint, *cmd]
+        assert argv[:1] == ["facebus"], f"{name}: runs {argv}"
+        try:
+            args = build_parser().parse_args(argv[1:])
+        except SystemExit:
+            pytest.fail(f"{name}: `{' '.join(argv)}` is refused by the facebus command")
+        assert args.command == RUNS[name], f"{name}: runs `{' '.join(argv)}`"
+
+
+@pytest.mark.parametrize("target", sorted(TARGET_EXTRAS))
+def test_each_target_installs_only_its_own_extras_and_runs_its_service_as_non_root(target):
+    instructions = chain(target)
+    assert instructions[0] == ("FROM", "python:3.11-slim")
+    extras = installed_extras(instructions)
+    assert extras == TARGET_EXTRAS[target], f"target {target} installs extras {extras}"
+    assert extras <= set(pyproject()["project"]["optional-dependencies"]), extras
+    user = last(instructions, "USER")
+    assert user and user not in ("root", "0"), f"target {target} runs as root"
+    assert re.search(rf"useradd [^\n&]*--uid 10001 [^\n&]*{re.escape(user)}\b", runs(instructions)), user
+    assert exec_form(last(instructions, "ENTRYPOINT")) == ["facebus"], "any facebus command runs in the image"
+    assert exec_form(last(instructions, "CMD")) == [target]
+    assert last(instructions, "WORKDIR") == "/app"
+
+
+def test_the_documented_faces_command_runs_in_the_recognizer_image():
+    """docker-compose.yml shows how to run `facebus faces` in a service's container: that service's image has the
+    faces extra and the command parses."""
+    shown = re.findall(r"docker compose run --rm (\S+) (faces .+)", COMPOSE.read_text())
+    assert shown, "docker-compose.yml no longer says how to run `facebus faces` in Docker"
+    for name, command in shown:
+        assert "faces" in installed_extras(chain(services()[name]["build"]["target"])), name
+        assert build_parser().parse_args(command.split()).command == "faces", command
+
+
+def test_dependencies_are_installed_before_the_code_is_copied():
+    """The dependency layer survives code changes: before each target's `pip install ".[extra]"`, only pyproject.toml
+    (and README.md) is copied, with stand-ins for every package folder setuptools wants; the code comes after."""
+    all_stages = stages()
+    base = all_stages["base"][1]
+    assert set(copy_sources(base)) <= {"pyproject.toml", "README.md"}, copy_sources(base)
+    stand_ins = set()
+    for command in runs(base).split("&&"):
+        loop = re.search(r"for \w+ in ([^;]+);", command)
+        if loop:
+            stand_ins |= set(loop.group(1).split())
+        stand_ins |= set(re.findall(r"mkdir -p ([\w./-]+)", command)) - {'"$p"'}
+    tops = {folder.split("/")[0] for folder in package_folders().values()}
+    assert tops <= stand_ins, f"the dependency layer lacks stand-ins for {sorted(tops - stand_ins)}: pip install fails"
+    readme = pyproject()["project"]["readme"]
+    assert readme in copy_sources(base) or f"touch {readme}" in runs(base), f"{readme} missing for pip install"
+    for target in TARGET_EXTRAS:
+        own = all_stages[target][1]
+        first_extra = next(i for i, (w, a) in enumerate(own) if w == "RUN" and installed_extras([(w, a)]))
+        code = [i for i, (w, a) in enumerate(own) if w in ("COPY", "ADD")]
+        assert code and min(code) > first_extra, f"target {target}: code copied before its dependencies"
+        assert not copy_sources(own), f"target {target}: copies from the context, not from the wheel stage"
+        assert re.search(r"pip install --no-deps --force-reinstall \S+\.whl", runs(own)), target
+
+
+def test_the_code_copied_is_every_package_pyproject_lists_and_in_the_build_context():
+    """`pip install .` needs every package of pyproject.toml's list (and facebus_tools.grafana_files is grafana/):
+    each one's folder is copied, nothing else is, and .dockerignore lets each source through."""
+    sources = copy_sources(dockerfile_instructions())
+    folders = package_folders()
+    assert "facebus_tools.grafana_files" in folders and folders["facebus_tools.grafana_files"] == "grafana"
+    copied = {source.rstrip("/") for source in sources}
+    for package, folder in folders.items():
+        assert any(folder == c or folder.startswith(c + "/") for c in copied), f"COPY {folder}/ missing ({package})"
+    tops = {folder.split("/")[0] for folder in folders.values()}
+    assert copied - {"pyproject.toml", pyproject()["project"]["readme"]} == tops
+    ignored = dockerignored()
     for source in sources:
-        assert (ROOT / source).exists(), f"{dockerfile}: COPY {source} does not exist"
+        assert (ROOT / source).exists(), f"Dockerfile: COPY {source} does not exist"
         name = source.rstrip("/")
         excluded = [p for p in ignored if not p.startswith("!") and (fnmatch(name, p) or fnmatch(name, p.rstrip("/")))]
-        assert not excluded, f"{dockerfile}: COPY {source} is excluded by .dockerignore {excluded}"
-    # `pip install .` needs every package of setuptools' find include (facebus*, publisher*, recognizer*, archiver*).
-    for package in ("facebus/", "publisher/", "recognizer/", "archiver/"):
-        assert package in sources, f"{dockerfile}: COPY {package} missing: pip install . would fail"
+        assert not excluded, f"Dockerfile: COPY {source} is excluded by .dockerignore {excluded}"
 
 
 def test_dockerignore_keeps_secrets_and_data_out_of_the_images():
-    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
+    ignored = set(dockerignored())
     assert {".env", ".venv", ".state", "samples", "tests", ".git", "crops"} <= ignored
     assert {"mosquitto", SECURE} & ignored, "the broker's keys and passwords must stay out of the build context"
     assert any("__pycache__" in line for line in ignored)
 
 
-@pytest.mark.parametrize("service", SERVICES_BUILT)
-def test_each_image_installs_only_its_own_extra_and_runs_as_non_root(service):
-    dockerfile = ROOT / service / "Dockerfile"
-    instructions = dockerfile_instructions(dockerfile)
-    assert instructions[0] == ("FROM", "python:3.11-slim")
-    run = runs(dockerfile)
-    extras = set(re.findall(r"pip install[^\n&]*?\"?\.\[([a-z,]+)\]", run))
-    assert extras == {service}, f"{dockerfile}: installs extras {extras}"
-    users = [args for word, args in instructions if word == "USER"]
-    assert users and users[-1] not in ("root", "0"), f"{dockerfile}: runs as root"
-    assert ("ENTRYPOINT", f'["facebus", "{service}"]') in instructions
-
-
 def test_publisher_image_has_no_dlib_and_recognizer_image_installs_face_recognition_without_deps():
-    publisher = runs(ROOT / "publisher" / "Dockerfile").lower()
+    publisher = runs(chain("publisher")).lower()
     assert "dlib" not in publisher and "face-recognition" not in publisher and "face_recognition" not in publisher
-    recognizer = runs(ROOT / "recognizer" / "Dockerfile")
+    assert not [r for r in expand_extras(TARGET_EXTRAS["publisher"]) if re.match(r"(?i)(dlib|face)", r)]
+    recognizer = runs(chain("recognizer"))
     assert re.search(r"pip install --no-deps \"?face-recognition==1\.3\.0", recognizer), recognizer
     # dlib comes prebuilt (dlib-bin, in the recognizer extra): never `pip install dlib`, never a compiler.
     assert not re.search(r"pip install[^\n&]*\bdlib\b(?!-bin)", recognizer)
     assert not re.search(r"apt-get install[^\n&]*(cmake|build-essential|g\+\+)", recognizer)
+    assert any(r.startswith("dlib-bin") for r in expand_extras(TARGET_EXTRAS["recognizer"]))
+    # The image is refused at build time unless the default model loads (its weights come from a wheel).
+    assert "load_model('yunet-sface')" in recognizer
+
+
+def test_each_target_owns_the_folders_its_service_writes():
+    """The named volumes take their owner from the image: the recognizer's /cache, the archiver's /crops and /spool
+    belong to the service's user, and the settings point there; the publisher's user may open a webcam."""
+    svc = services()
+    for target, folders, env in (
+        ("recognizer", ["/cache"], {"FACEBUS_RECOGNIZER_CACHE_DIR": "/cache"}),
+        ("archiver", ["/crops", "/spool"], {"FACEBUS_ARCHIVER_CROPS_DIR": "/crops",
+                                            "FACEBUS_ARCHIVER_SPOOL_PATH": "/spool/archiver.sqlite"}),
+    ):
+        instructions = chain(target)
+        run = runs(instructions)
+        for folder in folders:
+            assert re.search(rf"mkdir -p [^\n&]*{folder}\b", run), (target, folder)
+            assert re.search(rf"chown facebus:facebus [^\n&]*{folder}\b", run), (target, folder)
+            assert any(v.endswith(f":{folder}") for v in svc[target]["volumes"]), (target, folder)
+        image_env = " ".join(args for word, args in instructions if word == "ENV")
+        for key, value in env.items():
+            assert f"{key}={value}" in image_env, (target, key)
+            assert environment(svc[target]).get(key, value) == value, (target, key)
+    assert re.search(r"(useradd|usermod) [^\n&]*--(append --)?groups video", runs(chain("publisher")))
 
 
 # -- the settings run by the real servers ---------------------------------------------------------------------------
@@ -668,7 +880,11 @@ def test_mosquitto_conf_runs_on_the_real_broker_with_the_mounted_folder(tmp_path
     finally:
         process.terminate()
         process.wait(10)
-    assert "Error" not in log_path.read_text(), log_path.read_text()
+    # A bare TCP connection (the healthcheck's `nc -z`, the wait for the port) that closes before a TLS handshake makes
+    # mosquitto log an OpenSSL "unexpected eof"; any other error counts.
+    log = log_path.read_text()
+    errors = [line for line in log.splitlines() if "Error" in line and "unexpected eof while reading" not in line]
+    assert not errors, log
 
 
 def test_seaweedfs_command_runs_on_the_real_server_with_the_env_credentials(tmp_path):
@@ -692,7 +908,7 @@ def test_seaweedfs_command_runs_on_the_real_server_with_the_env_credentials(tmp_
         flag = arg.split("=", 1)[0]
         args.append(f"{flag}={moved[flag]}" if flag in moved else arg)
     flags = devservers.SEAWEEDFS_PORT_FLAGS
-    ports = dict(zip(flags, devservers.free_ports(len(flags))))
+    ports = dict(zip(flags, devservers.free_ports(len(flags)), strict=True))
     args = [a for a in args if not a.startswith("-s3.port=")] + [f"-{k}={v}" for k, v in ports.items()]
     env = dict(os.environ, AWS_ACCESS_KEY_ID="compose-key", AWS_SECRET_ACCESS_KEY="compose-secret")
     log_path = tmp_path / "weed.log"
