@@ -21,6 +21,20 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
 
 
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two (top, right, bottom, left) boxes."""
+    inter_h = min(a[2], b[2]) - max(a[0], b[0])
+    inter_w = min(a[1], b[1]) - max(a[3], b[3])
+    if inter_h <= 0 or inter_w <= 0:
+        return 0.0
+    inter = inter_h * inter_w
+    return inter / (_area(a) + _area(b) - inter)
+
+
+def _area(box: Box) -> int:
+    return (box[2] - box[0]) * (box[1] - box[3])
+
+
 class ImageError(ValueError):
     """An image that cannot be used: not decodable, too large, wrong format. The message says why."""
 

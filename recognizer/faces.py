@@ -12,8 +12,7 @@ import face_recognition
 import numpy as np
 from PIL import ImageFile
 
-from facebus.images import Box, fit_width
-from recognizer.tracking import iou
+from facebus.images import Box, fit_width, iou
 
 # face_recognition switches PIL to decoding truncated files (grey below the cut) for the whole process: switch it back,
 # so that a truncated gallery photo is refused as truncated instead of enrolled half grey (facebus.images.load_photo).

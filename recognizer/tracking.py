@@ -19,7 +19,7 @@ from datetime import datetime
 import numpy as np
 
 from facebus.events import Category
-from facebus.images import Box
+from facebus.images import Box, iou
 from recognizer.matching import Match
 from recognizer.quality import Quality, view_score
 
@@ -217,20 +217,6 @@ def _consistent(match: Match, policy: TrackPolicy) -> bool:
 def centre(box: Box) -> tuple[float, float]:
     top, right, bottom, left = box
     return (top + bottom) / 2, (left + right) / 2
-
-
-def iou(a: Box, b: Box) -> float:
-    """Intersection over union of two (top, right, bottom, left) boxes."""
-    inter_h = min(a[2], b[2]) - max(a[0], b[0])
-    inter_w = min(a[1], b[1]) - max(a[3], b[3])
-    if inter_h <= 0 or inter_w <= 0:
-        return 0.0
-    inter = inter_h * inter_w
-    return inter / (_area(a) + _area(b) - inter)
-
-
-def _area(box: Box) -> int:
-    return (box[2] - box[0]) * (box[1] - box[3])
 
 
 def affinity(track_box: Box, box: Box) -> float:
