@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib.resources
+import importlib.util
 import json
 import logging
 import os
@@ -27,11 +27,12 @@ log = logging.getLogger(__name__)
 
 def grafana_files() -> Path:
     """The folder holding ``dashboards/*.json`` and ``provisioning/``: the installed copy
-    (``facebus_tools.grafana_files``), or ``grafana/`` of the source tree when running from a checkout."""
-    try:
-        return Path(str(importlib.resources.files("facebus_tools.grafana_files")))
-    except ModuleNotFoundError:  # run from the source tree, where facebus_tools/ shadows the installed mapping
-        return Path(__file__).resolve().parent.parent / "grafana"
+    (``facebus_tools.grafana_files``, a namespace package of data files), or ``grafana/`` of the source tree when
+    running from a checkout (where ``facebus_tools/`` shadows the installed mapping)."""
+    spec = importlib.util.find_spec("facebus_tools.grafana_files")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    return Path(__file__).resolve().parent.parent / "grafana"
 
 
 DASHBOARDS_DIR = grafana_files() / "dashboards"
