@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
 import time
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -148,8 +148,8 @@ def test_bad_events_are_counted_and_do_not_stop_the_archiver(archiver):
 
 def test_entries_wait_while_influxdb_is_down_and_arrive_when_it_is_back(tmp_path):
     """A real influxd stopped under the archiver's writer, then started again on the same port and data."""
-    from facebus_tools.devservers import start_influxd
     from facebus.stats import Counters
+    from facebus_tools.devservers import start_influxd
 
     server = start_influxd(tmp_path / "influx")
     writer = V1Writer(InfluxSettings(url=server.url, database="restart", timeout_s=2))

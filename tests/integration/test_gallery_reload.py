@@ -9,10 +9,10 @@ import threading
 
 import pytest
 
-from facebus_tools.devservers import start_seaweedfs
 from facebus.mqtt import MqttClient
 from facebus.settings import RecognizerSettings
 from facebus.topics import Topics
+from facebus_tools.devservers import start_seaweedfs
 from tests.conftest import FACES_DEV, GALLERY, S3_ACCESS_KEY, S3_SECRET_KEY, bucket_ready, wait_for
 from tests.factories import mqtt_settings
 from tests.integration.test_recognizer_mqtt import Listener

@@ -18,8 +18,8 @@ import pytest
 import requests
 
 from archiver.influx import InfluxError, V1Writer
-from facebus_tools import devservers
 from facebus.settings import InfluxSettings
+from facebus_tools import devservers
 
 pytestmark = pytest.mark.integration
 

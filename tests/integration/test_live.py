@@ -11,16 +11,15 @@ import shutil
 import urllib.error
 import urllib.request
 import uuid
-import cv2
+
 import pytest
 
-from facebus_tools import broker, devservers
-from facebus.events import AccessDecision, AccessReason, Category, Decision, EventType, utc_now
+from facebus.events import AccessDecision, AccessReason, Category, Decision, utc_now
 from facebus.images import encode_jpeg, fit_width, load_photo
-from facebus.mqtt import Message, MqttClient
+from facebus.mqtt import MqttClient
 from facebus.settings import LiveSettings, MqttSettings
-from facebus.topics import Topics
-from recognizer.live import BOUNDARY, PART_START, LivePage, LiveState
+from facebus_tools import broker, devservers
+from recognizer.live import BOUNDARY, PART_START, LivePage
 from tests.conftest import FACES_DEV, ROOT, wait_for
 from tests.factories import face_event, mqtt_settings
 
@@ -49,49 +48,6 @@ def decision(device: str, granted: bool, person: str | None = "Alice") -> Access
 def event(person: str | None, device: str, **fields):
     """A face event as the recognizer publishes it on <prefix>/<device>/face: fresh id, now, no crop."""
     return face_event(person, device=device, at=utc_now(), event_id=uuid.uuid4().hex, **fields).without_crop()
-
-
-# -- LiveState on its own: bounds and bad payloads -----------------------------------------------------------------
-
-
-def test_state_keeps_the_bounds_and_counts_what_it_ignores(caplog):
-    topics = Topics("t")
-    state = LiveState(topics, max_devices=2, max_log=3)
-    for device in ("a", "b", "c"):
-        state.on_annotated(Message(topics.annotated(device), FRAME_B, {}))
-    state.on_availability(Message(topics.device_availability("d"), b"online", {}))
-    assert sorted(state.cameras) == ["a", "b"]
-    assert state.counters.get("devices_ignored") == 2
-    assert state.cameras["a"].width_px == 320 and state.cameras["a"].frames == 1
-
-    first = event("Alice", "a")
-    for payload in (first, first, event(None, "a"), event("Bob", "b", event_type=EventType.ended)):
-        state.on_face(Message(topics.face(payload.device_id), payload.to_json(), {}))
-    assert [item["person"] for item in state.log] == ["Alice", None]  # duplicate and ended left out
-    assert state.counters.get("events_duplicate") == 1 and state.counters.get("events_ended") == 1
-    for granted in (True, False, True):
-        state.on_access(Message(topics.access("a"), decision("a", granted).to_json(), {}))
-    assert [item.get("decision") for item in state.log] == ["granted", "denied", "granted"]  # the latest 3
-    assert [item["seq"] for item in state.log] == [3, 4, 5]
-    state.on_face(Message(topics.face("a"), first.to_json(), {}))  # its first copy left the log: logged again
-    assert state.log[-1]["event_id"] == first.event_id
-
-    bad = [
-        ("frames_bad", state.on_annotated, topics.annotated("a"), b"not a jpeg"),
-        ("frames_bad", state.on_annotated, topics.annotated("a"), cv2.imencode(".png", PHOTO[:8, :8])[1].tobytes()),
-        ("frames_bad", state.on_annotated, "t/services/annotated", FRAME_B),  # reserved device id
-        ("events_bad", state.on_face, topics.face("a"), b"{not json"),
-        ("events_bad", state.on_face, topics.face("b"), event("Alice", "a").to_json()),  # device not the topic's
-        ("decisions_bad", state.on_access, topics.access("a"), b'{"decision": "maybe"}'),
-        ("availability_bad", state.on_availability, topics.device_availability("a"), b"sleepy"),
-    ]
-    for counter, handler, topic, payload in bad:
-        before = state.counters.get(counter)
-        handler(Message(topic, payload, {}))  # never raises
-        assert state.counters.get(counter) == before + 1, (counter, topic)
-    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert any("t/a/face" in line and "Invalid JSON" in line for line in warnings), warnings
-    assert state.cameras["a"].frames == 1 and len(state.log) == 3
 
 
 # -- HTTP without a browser: state, MJPEG, SSE, health, host check --------------------------------------------------

@@ -16,11 +16,11 @@ import pytest
 from archiver.influx import V1Writer
 from archiver.service import SpoolWriter
 from archiver.spool import Spool
-from facebus_tools import devservers
 from facebus.mqtt import MqttClient
 from facebus.settings import InfluxSettings
 from facebus.stats import Counters
 from facebus.topics import Topics
+from facebus_tools import devservers
 from tests.conftest import wait_for
 from tests.factories import face_event, mqtt_settings
 from tests.processes import Availability, ServiceProcess

@@ -9,8 +9,8 @@ from collections import Counter
 import pytest
 from PIL import Image
 
-from facebus_tools.demo import DEVICE_ID
 from facebus.settings import MODEL_DEFAULTS, RecognizerSettings
+from facebus_tools.demo import DEVICE_ID
 
 pytestmark = pytest.mark.integration
 

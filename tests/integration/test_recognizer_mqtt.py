@@ -41,12 +41,13 @@ def recognizer(mosquitto, tmp_path_factory, hooks):
     from recognizer.photos import open_gallery
     from recognizer.service import Recognizer
 
-    settings = RecognizerSettings(gallery=str(GALLERY), cache_dir=tmp_path_factory.mktemp("cache"), max_frame_bytes=2_000_000,
-                                  workers=2, ha_discovery=True)
+    settings = RecognizerSettings(gallery=str(GALLERY), cache_dir=tmp_path_factory.mktemp("cache"),
+                                  max_frame_bytes=2_000_000, workers=2, ha_discovery=True)
     gallery = open_gallery(settings)
     gallery.refresh()
     assert len(gallery.index.people) == 22 and not gallery.rejected
-    mqtt = MqttClient(mqtt_settings(mosquitto.port, "recognizer"), TOPICS.service_availability("recognizer"), "recognizer")
+    mqtt = MqttClient(mqtt_settings(mosquitto.port, "recognizer"), TOPICS.service_availability("recognizer"),
+                      "recognizer")
     webhooks = WebhookSettings(urls=[hooks.url("/facebus")], secret=HOOK_SECRET, categories=["restricted"],
                                decisions=["denied"])
     visitors = VisitorSettings(store=str(tmp_path_factory.mktemp("visitors")))  # not in the repo's sample gallery
@@ -83,7 +84,8 @@ class Listener:
         found = [FaceEvent.model_validate_json(m.payload) for m in self.messages if m.topic == TOPICS.face(device)]
         return [e for e in found if e.event_type.value == event_type]
 
-    def wait_events(self, device: str, count: int, timeout_s: float = 20, event_type: str = "decided") -> list[FaceEvent]:
+    def wait_events(self, device: str, count: int, timeout_s: float = 20,
+                    event_type: str = "decided") -> list[FaceEvent]:
         assert wait_for(lambda: len(self.events(device, event_type)) >= count, timeout_s)
         return self.events(device, event_type)
 
@@ -106,10 +108,10 @@ def test_availability_is_retained_online(recognizer, listener, mosquitto):
     # The first listener may subscribe before the broker has the recognizer's "online" (it then gets an earlier
     # retained value and the live "online" after): once it has seen "online", a subscriber arriving later must get
     # it at once, retained.
-    wait_for(lambda: any(m.payload == b"online" for m in availability(listener)), timeout_s=10)
+    assert wait_for(lambda: any(m.payload == b"online" for m in availability(listener)), timeout_s=10)
     late = Listener(mosquitto.port)
     try:
-        wait_for(lambda: availability(late), timeout_s=10)
+        assert wait_for(lambda: len(availability(late)) >= 1, timeout_s=10), "no retained availability"
         assert [(m.payload, bool(m.retain)) for m in availability(late)] == [(b"online", True)]
     finally:
         late.close()
@@ -145,7 +147,7 @@ def test_a_face_seen_for_many_frames_is_one_track_with_one_decision(recognizer, 
     start = utc_now()
     for i in range(8):  # a camera at 5 fps looking at one person
         listener.publish_frame("hall", photo, capture_time=format_time(start + timedelta(seconds=0.2 * i)))
-        wait_for(lambda: recognizer.counters.get("frames_processed/hall") > i, timeout_s=10)
+        assert wait_for(lambda i=i: recognizer.counters.get("frames_processed/hall") > i, timeout_s=10), i
     (ended,) = listener.wait_events("hall", 1, event_type="ended")
     (decided,) = listener.events("hall")
     assert decided.person == ended.person == "Tom_Hanks" and decided.track_id == ended.track_id
@@ -309,13 +311,14 @@ def see(listener, recognizer, device: str, photo: bytes, frames: int = 6) -> Non
     start = utc_now()
     for i in range(frames):
         listener.publish_frame(device, photo, capture_time=format_time(start + timedelta(seconds=0.2 * i)))
-        assert wait_for(lambda: recognizer.counters.get(f"frames_processed/{device}") > i, timeout_s=10)
+        assert wait_for(lambda i=i: recognizer.counters.get(f"frames_processed/{device}") > i, timeout_s=10), i
 
 
 def decisions(listener, device: str) -> list[tuple[str, str, str | None]]:
     from facebus.events import AccessDecision
 
-    found = [AccessDecision.model_validate_json(m.payload) for m in listener.messages if m.topic == TOPICS.access(device)]
+    found = [AccessDecision.model_validate_json(m.payload) for m in listener.messages
+             if m.topic == TOPICS.access(device)]
     return [(d.decision.value, d.reason.value, d.person) for d in found]
 
 
@@ -324,8 +327,8 @@ def decisions(listener, device: str) -> list[tuple[str, str, str | None]]:
     ("gate-r", "probe/Alex_Lacamoire/alex_lacamoire1.jpg", ("denied", "restricted", "Alex_Lacamoire")),
     ("gate-u", "strangers/paul_rudd.jpg", ("denied", "unknown", None)),
 ])
-def test_an_authorised_a_restricted_and_an_unknown_face_get_their_access_decision(recognizer, listener, hooks, device, photo,
-                                                                                 first):
+def test_an_authorised_a_restricted_and_an_unknown_face_get_their_access_decision(recognizer, listener, hooks, device,
+                                                                                 photo, first):
     see(listener, recognizer, device, (FACES_DEV / photo).read_bytes())
     # The person walks away (no more frames): the track ends and the door's decision goes back to "no face".
     assert wait_for(lambda: len(decisions(listener, device)) >= 2, 15), decisions(listener, device)
@@ -338,7 +341,8 @@ def test_an_authorised_a_restricted_and_an_unknown_face_get_their_access_decisio
 
         assert wait_for(lambda: len(posted()) >= 3, 10), posted()
         kinds = [(b["type"], b["payload"].get("person"), b["payload"].get("decision")) for b in posted()]
-        assert kinds == [("face", "Alex_Lacamoire", None), ("access", "Alex_Lacamoire", "denied"), ("access", None, "denied")]
+        assert kinds == [("face", "Alex_Lacamoire", None), ("access", "Alex_Lacamoire", "denied"),
+                         ("access", None, "denied")]
         assert all(verify(HOOK_SECRET, r.body, r.headers["X-Facebus-Signature"]) for r in hooks.at("/facebus"))
         assert all(b["payload"].get("crop_jpeg_b64") is None for b in posted())
     (message,) = [m for m in listener.messages if m.topic == TOPICS.access(device)][:1]
@@ -368,7 +372,7 @@ def test_the_annotated_view_shows_each_face_boxed_in_its_category_colour(recogni
     while after_decision() is None and sent < 100:  # annotated frames come at most twice a second: keep looking
         listener.publish_frame("lobby", photo, capture_time=format_time(start + timedelta(seconds=0.2 * sent)))
         sent += 1
-        assert wait_for(lambda: recognizer.counters.get("frames_processed/lobby") >= sent, timeout_s=10)
+        assert wait_for(lambda sent=sent: recognizer.counters.get("frames_processed/lobby") >= sent, timeout_s=10)
     tracks, jpeg = after_decision()
     assert tracks.tracks[0].category.value == "restricted"
     rgb = decode_jpeg(jpeg, 2_000_000, 1 << 24)

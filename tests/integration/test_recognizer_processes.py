@@ -10,9 +10,9 @@ import uuid
 
 import pytest
 
-from facebus_tools import devservers
 from facebus.mqtt import MqttClient
 from facebus.topics import Topics
+from facebus_tools import devservers
 from tests.conftest import FACES_DEV, GALLERY, S3_ACCESS_KEY, S3_BUCKET, S3_SECRET_KEY, bucket_ready, wait_for
 from tests.factories import mqtt_settings
 from tests.processes import Availability, ServiceProcess

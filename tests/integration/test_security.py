@@ -14,10 +14,10 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from facebus_tools import broker, devservers
 from facebus.mqtt import Message, MqttClient
 from facebus.settings import MqttSettings
 from facebus.topics import Topics
+from facebus_tools import broker, devservers
 from tests.conftest import wait_for
 from tests.factories import JPEG, face_event
 

@@ -1,6 +1,8 @@
 """FaceEvent serialisation and validation, time helpers, and the committed JSON Schema (facebus.events)."""
 
 import json
+import re
+import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -9,6 +11,7 @@ from pydantic import ValidationError
 
 from facebus import events
 from facebus.events import Category, FaceEvent, format_time, parse_time
+from facebus.topics import ID_PATTERN
 from tests.factories import face_event
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -109,18 +112,27 @@ def test_invalid_fields_rejected(overrides):
         make(**overrides)
 
 
-def test_event_ids_default_unique_hex():
+# A UUID4 as 32 lowercase hex digits (docs/mqtt.md): version nibble 4, variant 10xx (8, 9, a or b).
+UUID4_HEX = re.compile(r"[0-9a-f]{12}4[0-9a-f]{3}[89ab][0-9a-f]{15}")
+
+
+def test_event_ids_default_to_distinct_uuid4_hex_the_schema_accepts():
     fields = make().model_dump()
     del fields["event_id"]
-    a, b = FaceEvent(**fields), FaceEvent(**fields)
-    assert a.event_id != b.event_id
-    assert len(a.event_id) == 32 and set(a.event_id) <= set("0123456789abcdef")
+    ids = [FaceEvent(**fields).event_id for _ in range(1000)]
+    assert len(set(ids)) == len(ids) == 1000
+    bad = [i for i in ids if not (UUID4_HEX.fullmatch(i) and re.fullmatch(ID_PATTERN, i))]
+    assert bad == []
+    assert {uuid.UUID(hex=i).version for i in ids} == {4}
+    event = FaceEvent(**fields)
+    assert FaceEvent.model_validate_json(event.to_json()).event_id == event.event_id  # kept, not made again
 
 
 def test_format_time():
     moment = datetime(2026, 11, 22, 8, 1, 2, 345678, tzinfo=UTC)
     assert format_time(moment) == "2026-11-22T08:01:02.345Z"
-    assert format_time(datetime(2026, 11, 22, 10, 1, 2, tzinfo=timezone(timedelta(hours=2)))) == "2026-11-22T08:01:02.000Z"
+    two_hours_ahead = timezone(timedelta(hours=2))
+    assert format_time(datetime(2026, 11, 22, 10, 1, 2, tzinfo=two_hours_ahead)) == "2026-11-22T08:01:02.000Z"
 
 
 def test_format_parse_round_trip():
