@@ -241,8 +241,8 @@ def identify(m: Measurer, data: Dataset, index: GalleryIndex) -> tuple[list[Answ
 def rates(probes: list[Answer], strangers: list[Answer], tolerance: float, margin: float) -> tuple[int, int, int]:
     """(probes named right, probes given a wrong name, strangers named)."""
     names = [a.named(tolerance, margin) for a in probes]
-    right = sum(1 for a, name in zip(probes, names) if name == a.truth)
-    wrong = sum(1 for a, name in zip(probes, names) if name not in (None, a.truth))
+    right = sum(1 for a, name in zip(probes, names, strict=True) if name == a.truth)
+    wrong = sum(1 for a, name in zip(probes, names, strict=True) if name not in (None, a.truth))
     return right, wrong, sum(1 for a in strangers if a.named(tolerance, margin))
 
 
@@ -414,7 +414,7 @@ def print_bins(label: str, trials: list[Trial], value, edges: list[float]) -> fl
     found = [t for t in trials if t.width_px is not None]
     print(f"\n| {label} | probes | named right | wrong name | strangers named |\n|---|---|---|---|---|")
     reliable_from = None
-    for lo, hi in zip(edges, edges[1:]):
+    for lo, hi in zip(edges, edges[1:], strict=False):
         probes, strangers, right, wrong, named = counts([t for t in found if lo <= value(t) < hi])
         if not probes and not strangers:
             continue

@@ -50,4 +50,6 @@ def mqtt_settings(port: int, name: str = "test", **fields):
 
     from facebus.settings import MqttSettings
 
-    return MqttSettings(**({"port": port, "client_id": f"{name}-{uuid.uuid4().hex[:8]}", "session_expiry_s": 0} | fields))
+    return MqttSettings(
+        **({"port": port, "client_id": f"{name}-{uuid.uuid4().hex[:8]}", "session_expiry_s": 0} | fields)
+    )

@@ -51,7 +51,8 @@ def archiver(mosquitto, influxd, tmp_path):
     settings = InfluxSettings(url=influxd.url, api="v1", database=f"t{time.monotonic_ns()}")
     writer = V1Writer(settings)
     mqtt = MqttClient(mqtt_settings(mosquitto.port, "archiver"), TOPICS.service_availability("archiver"), "archiver")
-    archiver_settings = ArchiverSettings(crops_dir=tmp_path / "crops", spool_path=tmp_path / "spool.sqlite", throttle_s=120)
+    archiver_settings = ArchiverSettings(crops_dir=tmp_path / "crops", spool_path=tmp_path / "spool.sqlite",
+                                         throttle_s=120)
     spool = Spool(archiver_settings.spool_path, archiver_settings.spool_max_bytes, archiver_settings.spool_max_age_s)
     batch = SpoolWriter(writer, spool, batch_size=100, flush_interval_s=0.2, counters=mqtt.counters)
     service = Archiver(archiver_settings, spool, batch, mqtt.counters)
@@ -71,7 +72,7 @@ def archiver(mosquitto, influxd, tmp_path):
 def rows(writer, where="WHERE time > now() - 7d"):
     body = writer.query(f'SELECT * FROM "face_entry" {where}')
     series = body["results"][0].get("series", [])
-    return [dict(zip(s["columns"], v)) for s in series for v in s["values"]]
+    return [dict(zip(s["columns"], v, strict=True)) for s in series for v in s["values"]]
 
 
 def test_events_become_throttled_entries_with_crops(archiver):
@@ -122,7 +123,8 @@ def test_visitors_are_fields_throttled_per_visitor_and_never_merged(archiver):
     assert wait_for(lambda: service.counters.get("events_in") == len(sent) and len(rows(writer)) >= 3, timeout_s=10)
     found = sorted(rows(writer), key=lambda r: r["time"])
     assert len(found) == 3 and service.counters.get("events_throttled") == 2
-    assert [(r["device"], r["visitor_id"]) for r in found] == [("door", "v-aaaaaa"), ("door", "v-bbbbbb"), ("door", None)]
+    assert [(r["device"], r["visitor_id"]) for r in found] == [("door", "v-aaaaaa"), ("door", "v-bbbbbb"),
+                                                               ("door", None)]
     assert [r["event_id"] for r in found] == [e.event_id for e in sent[:3]], "each point its own event, not merged"
     assert found[0]["time"] == t0.strftime("%Y-%m-%dT%H:%M:%S.123Z")
     assert found[0]["visits"] == 4 and found[0]["visitor_first_seen"] == "2026-11-20T17:45:00.000Z"
@@ -183,7 +185,7 @@ def test_stats_and_availability_messages_become_metrics(archiver):
 
     def query(q):
         series = writer.query(q)["results"][0].get("series", [])
-        return [dict(zip(s["columns"], v)) for s in series for v in s["values"]]
+        return [dict(zip(s["columns"], v, strict=True)) for s in series for v in s["values"]]
 
     assert wait_for(lambda: query('SELECT fps, frames_dropped FROM device_stats WHERE device = \'door\''), timeout_s=10)
     (row,) = query("SELECT fps, frames_dropped FROM device_stats WHERE device = 'door'")

@@ -56,8 +56,8 @@ def test_identify_names_each_face_and_reports_files_without_faces(tmp_path):
 def test_identify_a_video_prints_one_line_per_track_naming_exactly_the_three_people(tmp_path):
     env = dict(os.environ, FACEBUS_RECOGNIZER_CACHE_DIR=str(tmp_path / "cache"), FACEBUS_LOG_JSON="1")
     done = subprocess.run(
-        [sys.executable, "-m", "facebus_tools", "faces", "identify", str(CLIP), "--fps", "10", "--gallery", str(GALLERY),
-         "--crops", str(tmp_path / "crops")],
+        [sys.executable, "-m", "facebus_tools", "faces", "identify", str(CLIP), "--fps", "10",
+         "--gallery", str(GALLERY), "--crops", str(tmp_path / "crops")],
         capture_output=True, text=True, env=env, cwd=ROOT, timeout=300,
     )
     assert done.returncode == 0, done.stderr

@@ -100,7 +100,8 @@ def test_add_refuses_each_bad_photo_with_its_reason_and_writes_nothing(gallery, 
         image.resize((image.width // 12, image.height // 12)).save(tiny)
     done = run("add", "Paul Rudd", PAUL, corrupt, DOG, GROUP, huge, tiny, tmp_path / "missing.jpg")
     assert done.returncode == 1
-    errors = dict(line.split(": ", 2)[1:] for line in done.stderr.splitlines() if line.startswith("facebus faces add: /"))
+    errors = dict(line.split(": ", 2)[1:] for line in done.stderr.splitlines()
+                  if line.startswith("facebus faces add: /"))
     assert set(errors) == {str(p) for p in (corrupt, DOG, GROUP, huge, tiny, tmp_path / "missing.jpg")}
     assert "truncated" in errors[str(corrupt)]
     assert errors[str(DOG)] == "no face found"

@@ -137,8 +137,8 @@ def test_faces_add_and_remove_reach_a_running_recognizer_on_s3(mosquitto, s3_env
     spec = f"s3://{S3_BUCKET}/live-{uuid.uuid4().hex[:8]}"
     env = dict(os.environ, FACEBUS_RECOGNIZER_GALLERY=spec, FACEBUS_RECOGNIZER_CACHE_DIR=str(tmp_path / "cache"))
     faces = lambda *args: subprocess.run(  # noqa: E731
-        [sys.executable, "-m", "facebus_tools", "faces", *map(str, args)], env=env, cwd=ROOT, capture_output=True, text=True,
-        timeout=300,
+        [sys.executable, "-m", "facebus_tools", "faces", *map(str, args)], env=env, cwd=ROOT, capture_output=True,
+        text=True, timeout=300,
     )
     assert faces("add", "Barack Obama", OBAMA).returncode == 0
     running = Running(mosquitto.port, spec, tmp_path / "cache")

@@ -1,6 +1,6 @@
 """Grafana: the provisioning files and dashboards are well formed, and every dashboard query, run the way Grafana
-runs it (variables and macros expanded by tests/support/grafana_emulation.py) against influxd 1.6.7 holding the data of a
-real demo run (the Hamilton clip through publisher → recognizer → archiver), shows what a user expects.
+runs it (variables and macros expanded by tests/support/grafana_emulation.py) against influxd 1.6.7 holding the data of
+a real demo run (the Hamilton clip through publisher → recognizer → archiver), shows what a user expects.
 
 No Grafana runs here (it cannot be installed): `facebus grafana push` is tested against a local HTTP stub that
 records the requests Grafana's HTTP API would receive.
@@ -149,12 +149,15 @@ def test_substitute_expands_like_grafana():
     query = ('SELECT x FROM m WHERE $timeFilter AND "p" =~ /^$person$/ AND "d" =~ /^${device:regex}$/ '
              'GROUP BY time($__interval)')
     start = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
-    out = emulation.substitute(query, {"person": ["a.b", "c/d"], "device": "door"}, start, start + timedelta(hours=1), 10)
+    out = emulation.substitute(query, {"person": ["a.b", "c/d"], "device": "door"},
+                               start, start + timedelta(hours=1), 10)
     assert out == (f'SELECT x FROM m WHERE time >= {int(start.timestamp() * 1000)}ms and time <= '
                    f'{int(start.timestamp() * 1000) + 3_600_000}ms AND "p" =~ /^(a\\.b|c\\/d)$/ AND "d" =~ /^door$/ '
                    'GROUP BY time(10s)')
-    assert emulation.substitute("$__interval $__interval_ms $interval", {}, 0, 1, timedelta(minutes=2)) == "2m 120000 2m"
-    assert emulation.substitute('"p" =~ /^$p$/ $q', {"p": emulation.Raw(".*"), "q": "x.y"}, 0, 1, 1) == '"p" =~ /^.*$/ x.y'
+    assert (emulation.substitute("$__interval $__interval_ms $interval", {}, 0, 1, timedelta(minutes=2))
+            == "2m 120000 2m")
+    assert (emulation.substitute('"p" =~ /^$p$/ $q', {"p": emulation.Raw(".*"), "q": "x.y"}, 0, 1, 1)
+            == '"p" =~ /^.*$/ x.y')
     assert emulation.substitute("$unknown", {}, 0, 1, 1) == "$unknown"
 
 
@@ -296,7 +299,8 @@ def test_entries_table_lists_lin_with_a_crop_that_exists(boards, demo, archived)
     found = boards.panel_rows("facebus-entries", "Entries")
     assert {r["person"]: r["category"] for r in found} == archived
     (lin,) = [r for r in found if r["person"] == "Lin_Manuel_Miranda"]
-    assert lin["category"] == "authorised" and lin["device"] == "hamilton" and 0 <= lin["distance"] <= MODEL_DEFAULTS["yunet-sface"].tolerance
+    assert (lin["category"] == "authorised" and lin["device"] == "hamilton"
+            and 0 <= lin["distance"] <= MODEL_DEFAULTS["yunet-sface"].tolerance)
     assert lin["crop"] == lin["crop_path"]
     assert (pipeline.crops_dir / lin["crop_path"]).is_file()
     for row in found:
@@ -364,7 +368,8 @@ def visitor_table(boards: Dashboards, **selected) -> list[dict]:
     panel = boards.panel(*VISITORS)
     (target,) = panel["targets"]
     body = boards.run(target["query"], boards.variables(VISITORS[0], **selected))
-    return [row for frame in emulation.transform(emulation.table_frames(body), panel["transformations"]) for row in frame]
+    return [row for frame in emulation.transform(emulation.table_frames(body), panel["transformations"])
+            for row in frame]
 
 
 @pytest.fixture(scope="module")
@@ -405,7 +410,8 @@ def test_visitors_panel_lists_each_visitor_with_visits_entries_cameras_and_lates
     found = visitor_table(boards)
     assert [r["visitor_id"] for r in found] == ["v-aaaaaa", "v-bbbbbb"], "last seen first; no others"
     a, b = found
-    assert a["visits (max)"] == 3 and a["event_id (count)"] == 3 and sorted(a["device (uniqueValues)"]) == ["door", "gate"]
+    assert (a["visits (max)"] == 3 and a["event_id (count)"] == 3
+            and sorted(a["device (uniqueValues)"]) == ["door", "gate"])
     assert a["Time (max)"] == int(entries["a3"].time.timestamp() * 1000)
     assert a["crop (firstNotNull)"] == entries["a3"].crop_path, "the latest entry's crop"
     assert a["visitor_first_seen (firstNotNull)"] == entries["a1"].visitor_first_seen
@@ -435,7 +441,8 @@ def test_visitors_panel_on_the_demo_run_shows_its_visitors(boards, demo):
     no visitor ids), each with its entries counted."""
     pipeline, _ = demo
     body = boards.influx.query(emulation.substitute(
-        'SELECT "visitor_id" FROM "face_entry" WHERE $timeFilter AND "visitor_id" =~ /./', {}, boards.start, boards.end, 1))
+        'SELECT "visitor_id" FROM "face_entry" WHERE $timeFilter AND "visitor_id" =~ /./',
+        {}, boards.start, boards.end, 1))
     expected: dict[str, int] = {}
     for row in rows(body):
         expected[row["visitor_id"]] = expected.get(row["visitor_id"], 0) + 1
@@ -451,11 +458,13 @@ def test_visits_dashboard(boards, archived, entry_counts):
     for row in boards.panel_rows("facebus-visits", "Visits per person"):
         per_person[row["person"]] = per_person.get(row["person"], 0) + row["count"]
     assert per_person == entry_counts
-    assert sum(r["count"] for r in boards.panel_rows("facebus-visits", "Visits per device")) == sum(entry_counts.values())
+    assert (sum(r["count"] for r in boards.panel_rows("facebus-visits", "Visits per device"))
+            == sum(entry_counts.values()))
     restricted = boards.panel_rows("facebus-visits", "Recent restricted entries")
     assert [r["person"] for r in restricted] == [p for p, c in archived.items() if c == "restricted"]
     unknown = boards.panel_rows("facebus-visits", "Unknown faces per device")
-    assert sum(r["count"] for r in unknown) == entry_counts["unknown"] and {r["device"] for r in unknown} == {"hamilton"}
+    assert (sum(r["count"] for r in unknown) == entry_counts["unknown"]
+            and {r["device"] for r in unknown} == {"hamilton"})
 
 
 def test_visits_device_panels(boards, demo):
@@ -481,7 +490,8 @@ def test_health_panels_have_data(boards, entry_counts):
     assert [r for r in boards.panel_rows("facebus-health", "Recognizer queue depth") if r["max"] is not None]
     (gallery,) = boards.panel_rows("facebus-health", "Gallery size")
     assert gallery["people"] == 22 and gallery["images"] >= 22
-    assert sum(r["sum"] for r in boards.panel_rows("facebus-health", "Archiver write rate")) >= sum(entry_counts.values())
+    assert (sum(r["sum"] for r in boards.panel_rows("facebus-health", "Archiver write rate"))
+            >= sum(entry_counts.values()))
     for ref in "ABC":
         assert sum(r["sum"] for r in boards.panel_rows("facebus-health", "Errors", ref)) == 0
     events = sum(r["sum"] for r in boards.panel_rows("facebus-health", "Archiver events and backlog", "A"))

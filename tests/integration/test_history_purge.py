@@ -48,7 +48,7 @@ def stored(writer, measurement="face_entry"):
     """(person, device, event_id) of every point, all times (a year either side of now, and the fixed days)."""
     where = "time > '2000-01-01T00:00:00Z' AND time < now() + 365d"
     body = writer.query(f"SELECT * FROM {influxql_ident(measurement)} WHERE {where}")
-    rows = [dict(zip(s["columns"], v)) for s in body["results"][0].get("series", []) for v in s["values"]]
+    rows = [dict(zip(s["columns"], v, strict=True)) for s in body["results"][0].get("series", []) for v in s["values"]]
     return sorted((r["person"], r["device"], r["event_id"]) for r in rows)
 
 

@@ -54,7 +54,8 @@ bind-address = "127.0.0.1:{rpc_port}"
   log-enabled = false
 """)
     log_path = state / "influxd.log"
-    process = subprocess.Popen([binary, "run", "-config", str(conf)], stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
+    process = subprocess.Popen([binary, "run", "-config", str(conf)], stdout=log_path.open("wb"),
+                               stderr=subprocess.STDOUT)
     server = devservers.Server("influxd-auth", port, process, log_path)
     try:
         devservers._wait_for_port(port, process, 20, "influxd")

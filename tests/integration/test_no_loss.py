@@ -78,8 +78,8 @@ def publish_events(sender: MqttClient, count: int, start: int = 0) -> list[str]:
     ids, base = [], datetime.now(timezone.utc) - timedelta(minutes=30)
     for n in range(start, start + count):
         event_id = uuid.uuid4().hex
-        event = face_event(PEOPLE[n % len(PEOPLE)], f"door{n % 3}", base + timedelta(milliseconds=10 * n), event_id=event_id,
-                           track_id=f"track{n}")
+        event = face_event(PEOPLE[n % len(PEOPLE)], f"door{n % 3}", base + timedelta(milliseconds=10 * n),
+                           event_id=event_id, track_id=f"track{n}")
         info = sender.publish(TOPICS.face_with_crop(event.device_id), event.to_json(), qos=1)
         info.wait_for_publish(10)  # the broker has it (PUBACK): it is "on the bus"
         ids.append(event_id)

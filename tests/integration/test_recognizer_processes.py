@@ -124,7 +124,8 @@ def test_two_recognizers_share_the_cameras_and_the_survivor_takes_over(broker, t
         assert set(in_a) | set(in_b) == set(cameras) and all(n == 3 for n in {**in_a, **in_b}.values())
 
         a.stop(signal.SIGKILL)  # its last will says offline at once
-        assert wait_for(lambda: "recognizers online: recognizer-b" in b.log().split("recognizer-a, recognizer-b")[-1], 10)
+        assert wait_for(
+            lambda: "recognizers online: recognizer-b" in b.log().split("recognizer-a, recognizer-b")[-1], 10)
         after_b = len(stats.of("recognizer-b"))
         for cam in cameras:
             camera.publish(TOPICS.frame(cam), PHOTO).wait_for_publish(10)
@@ -140,7 +141,8 @@ def test_with_its_s3_gallery_down_the_recognizer_waits_offline_then_starts(broke
     import boto3
 
     server, watcher, _ = broker
-    ports = dict(zip(devservers.SEAWEEDFS_PORT_FLAGS, devservers.free_ports(len(devservers.SEAWEEDFS_PORT_FLAGS))))
+    ports = dict(zip(devservers.SEAWEEDFS_PORT_FLAGS, devservers.free_ports(len(devservers.SEAWEEDFS_PORT_FLAGS)),
+                     strict=True))
     service = recognizer(
         tmp_path, server.port, FACEBUS_RECOGNIZER_GALLERY=f"s3://{S3_BUCKET}/",
         AWS_ENDPOINT_URL=f"http://127.0.0.1:{ports['s3.port']}", AWS_ACCESS_KEY_ID=S3_ACCESS_KEY,

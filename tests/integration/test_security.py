@@ -129,7 +129,8 @@ def test_a_camera_cannot_publish_frames_as_another_camera(secure, clients, caplo
 
 def test_a_camera_cannot_forge_events_stats_availability_or_the_gallery(secure, clients):
     front = clients(secure, "front-door", TOPICS.device_availability("front-door"))
-    archiver = clients(secure, "archiver", subscriptions=((TOPICS.all_faces_with_crop, 1), (TOPICS.all_service_stats, 0)))
+    archiver = clients(secure, "archiver",
+                       subscriptions=((TOPICS.all_faces_with_crop, 1), (TOPICS.all_service_stats, 0)))
     assert wait_for(lambda: front.mqtt.connected and archiver.mqtt.connected, 15)
     forged = face_event("Mallory_Intruder", device="vault")
     forgeries = [
@@ -147,7 +148,8 @@ def test_a_camera_cannot_forge_events_stats_availability_or_the_gallery(secure, 
     # What a service publishes on its own topics still gets through, after the forgeries.
     recognizer = clients(secure, "recognizer", TOPICS.service_availability("recognizer"))
     assert wait_for(lambda: recognizer.mqtt.connected, 15)
-    recognizer.mqtt.publish(TOPICS.face_with_crop("front-door"), face_event("Alice", device="front-door").to_json(), qos=1)
+    recognizer.mqtt.publish(TOPICS.face_with_crop("front-door"),
+                            face_event("Alice", device="front-door").to_json(), qos=1)
     assert wait_for(lambda: archiver.topics() == [TOPICS.face_with_crop("front-door")], 10), archiver.topics()
     # A viewer arriving now sees the recognizer's own retained state only, no forged offline or gallery.
     viewer = clients(secure, "viewer", subscriptions=((f"{TOPICS.prefix}/services/#", 1),))
@@ -195,7 +197,8 @@ def test_init_writes_secrets_0600_and_a_rerun_keeps_accounts_and_the_ca(tmp_path
     passwords = {name: first.password(name) for name in broker.SERVICE_ROLES}
     camera_password = broker.add_camera(folder, "gate")
     ca = (folder / "ca.crt").read_bytes()
-    for secret in ("ca.key", "server.key", "passwd", *(f"credentials/{n}.env" for n in (*broker.SERVICE_ROLES, "gate"))):
+    for secret in ("ca.key", "server.key", "passwd",
+                   *(f"credentials/{n}.env" for n in (*broker.SERVICE_ROLES, "gate"))):
         assert (folder / secret).stat().st_mode & 0o777 == 0o600, secret
 
     again = broker.init(folder, ["cam-net.lan"])  # a new host name: a new server certificate, same CA and accounts

@@ -42,11 +42,13 @@ class Running:
         settings = RecognizerSettings(gallery=str(gallery), cache_dir=cache, workers=1, max_frame_bytes=2_000_000)
         loader = open_gallery(settings)
         loader.refresh()
-        self.mqtt = MqttClient(mqtt_settings(port, "recognizer"), TOPICS.service_availability("recognizer"), "recognizer")
+        self.mqtt = MqttClient(mqtt_settings(port, "recognizer"), TOPICS.service_availability("recognizer"),
+                               "recognizer")
         self.service = Recognizer(settings, self.mqtt, loader, visitors=visitors)
         self.events: list[FaceEvent] = []
         self.camera = MqttClient(mqtt_settings(port, "camera"), TOPICS.device_availability("cam"), "camera")
-        self.camera.subscribe(TOPICS.all_faces, lambda m: self.events.append(FaceEvent.model_validate_json(m.payload)), 1)
+        self.camera.subscribe(TOPICS.all_faces,
+                              lambda m: self.events.append(FaceEvent.model_validate_json(m.payload)), 1)
         self.camera.start()
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.service.run, args=(self.stop,), daemon=True)
@@ -71,7 +73,9 @@ class Running:
         self.camera.stop()
 
 
-def test_one_stranger_in_two_photos_keeps_one_id_through_a_restart_and_two_strangers_get_two(mosquitto, gallery, tmp_path):
+def test_one_stranger_in_two_photos_keeps_one_id_through_a_restart_and_two_strangers_get_two(
+    mosquitto, gallery, tmp_path
+):
     cache = tmp_path / "cache"
     first = Running(mosquitto.port, gallery, cache)
     try:
@@ -113,7 +117,8 @@ def test_the_store_on_s3_keeps_sightings_while_s3_is_down_and_writes_them_when_i
     from recognizer.visitors import Visitors
     from tests.conftest import S3_ACCESS_KEY, S3_SECRET_KEY
 
-    ports = dict(zip(devservers.SEAWEEDFS_PORT_FLAGS, devservers.free_ports(len(devservers.SEAWEEDFS_PORT_FLAGS))))
+    ports = dict(zip(devservers.SEAWEEDFS_PORT_FLAGS, devservers.free_ports(len(devservers.SEAWEEDFS_PORT_FLAGS)),
+                     strict=True))
     for name, value in {"AWS_ACCESS_KEY_ID": S3_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY,
                         "AWS_ENDPOINT_URL": f"http://127.0.0.1:{ports['s3.port']}", "AWS_DEFAULT_REGION": "us-east-1",
                         "AWS_MAX_ATTEMPTS": "1"}.items():

@@ -175,7 +175,7 @@ def _group_by(frame: list[dict], fields: dict) -> list[dict]:
         groups.setdefault(tuple(row.get(k) for k in keys), []).append(row)
     out = []
     for key, members in groups.items():
-        row = dict(zip(keys, key))
+        row = dict(zip(keys, key, strict=True))
         for column in columns:
             options = fields.get(column) or {}
             operation = options.get("operation")
@@ -204,8 +204,9 @@ def transform(frames: list[list[dict]], transformations: list[dict]) -> list[lis
     """``frames`` (see :func:`table_frames`) through a panel's ``transformations`` as Grafana's browser applies them,
     for the ones the dashboards use: ``groupBy`` (per frame; operations ``groupby``, ``aggregate`` and ``count``;
     result columns named ``<field> (<reducer>)``, groups in order of first appearance; a frame without the fields
-    to group on, or without rows, is dropped) and ``sortBy`` (its first sort field, nulls last). A disabled transformation is skipped; any other raises NotImplementedError, so a
-    dashboard cannot use one the tests do not check."""
+    to group on, or without rows, is dropped) and ``sortBy`` (its first sort field, nulls last). A disabled
+    transformation is skipped; any other raises NotImplementedError, so a dashboard cannot use one the tests do
+    not check."""
     for transformation in transformations:
         if transformation.get("disabled"):
             continue

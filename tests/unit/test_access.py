@@ -42,7 +42,8 @@ def test_an_unknown_face_beside_an_authorised_one_denies_only_when_asked():
 def test_undecided_faces_and_too_few_samples_hold_the_last_decision():
     assert decide([UNDECIDED], DEFAULT) is None
     assert decide([track("Alice", Category.authorised, samples=1)], AccessSettings(min_samples=3)) is None
-    assert decide([track("Alice", Category.authorised, samples=3)], AccessSettings(min_samples=3)).decision is Decision.granted
+    assert (decide([track("Alice", Category.authorised, samples=3)], AccessSettings(min_samples=3)).decision
+            is Decision.granted)
 
 
 def test_one_decision_per_change_not_per_frame():

@@ -89,7 +89,8 @@ def test_unknown_faces_throttled_per_device():
 
 
 def test_throttle_keys():
-    assert throttle_key(make("Alice", device="cam1")) == throttle_key(make("Alice", device="cam2")) == ("person", "Alice")
+    assert (throttle_key(make("Alice", device="cam1")) == throttle_key(make("Alice", device="cam2"))
+            == ("person", "Alice"))
     assert throttle_key(make(None, device="cam1")) == ("unknown", "cam1")
     assert throttle_key(stranger("v-7f3a9c", device="cam1")) == throttle_key(stranger("v-7f3a9c", device="cam2"))
     assert throttle_key(stranger("v-7f3a9c")) == ("visitor", "v-7f3a9c")
@@ -264,7 +265,8 @@ def test_line_protocol_unknown_empty_gallery_custom_measurement():
 
 
 def test_line_protocol_of_a_visitor():
-    event = stranger("v-7f3a9c", visits=3, first_seen=datetime(2026, 11, 1, 8, 0, 0, 120000, tzinfo=timezone(timedelta(hours=1))))
+    event = stranger("v-7f3a9c", visits=3,
+                     first_seen=datetime(2026, 11, 1, 8, 0, 0, 120000, tzinfo=timezone(timedelta(hours=1))))
     entry = entry_for(event)
     assert (entry.visitor_id, entry.visits, entry.visitor_first_seen) == ("v-7f3a9c", 3, "2026-11-01T07:00:00.120Z")
     assert point_for(entry).to_line_protocol() == (

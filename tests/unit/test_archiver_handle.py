@@ -34,7 +34,8 @@ def lines(archiver) -> list[str]:
 
 
 def event_json(person="Alice", device="cam1", at=T0, crop=JPEG, **overrides) -> bytes:
-    overrides = {"event_id": "abcdef0123456789", "distance": 0.25, "crop_jpeg_b64": base64.b64encode(crop).decode()} | overrides
+    overrides = {"event_id": "abcdef0123456789", "distance": 0.25,
+                 "crop_jpeg_b64": base64.b64encode(crop).decode()} | overrides
     return face_event(person, device, at, **overrides).to_json()
 
 
@@ -213,11 +214,13 @@ def test_a_visitor_entry_carries_the_visitor_as_fields(archiver):
 def test_two_visitors_at_one_door_make_two_entries_one_visitor_at_two_doors_one(archiver):
     handle(archiver, visitor_json("v-aaaaaa", "cam1", T0, event_id="e1"))
     handle(archiver, visitor_json("v-bbbbbb", "cam1", T0 + timedelta(seconds=5), event_id="e2"))  # another stranger
-    handle(archiver, visitor_json("v-aaaaaa", "cam2", T0 + timedelta(seconds=30), event_id="e3"))  # the first, next door
+    handle(archiver, visitor_json("v-aaaaaa", "cam2", T0 + timedelta(seconds=30),
+                                  event_id="e3"))  # the first, next door
     handle(archiver, event_json(None, "cam1", T0 + timedelta(seconds=6), distance=None, event_id="e4"))  # no visitor
     handle(archiver, event_json(None, "cam1", T0 + timedelta(seconds=7), distance=None, event_id="e5"))  # per device
     handle(archiver, event_json(None, "cam2", T0 + timedelta(seconds=8), distance=None, event_id="e6"))
-    found = [(line.split(",device=")[1].split(",")[0], line.split('visitor_id="')[1][:8] if "visitor_id" in line else None)
+    found = [(line.split(",device=")[1].split(",")[0],
+              line.split('visitor_id="')[1][:8] if "visitor_id" in line else None)
              for line in lines(archiver)]
     assert found == [("cam1", "v-aaaaaa"), ("cam1", "v-bbbbbb"), ("cam1", None), ("cam2", None)]
     assert archiver.counters.get("events_throttled") == 2 and archiver.counters.get("entries") == 4

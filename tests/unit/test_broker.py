@@ -32,7 +32,8 @@ def test_a_camera_may_publish_only_its_own_frames_and_availability():
 
 def test_only_the_recognizer_publishes_events_and_only_the_archiver_reads_crops():
     text = acl_text(ACCOUNTS)
-    writers = {user for user in ACCOUNTS for line in block(text, user) if line.startswith(("topic write", "topic readwrite"))
+    writers = {user for user in ACCOUNTS for line in block(text, user)
+               if line.startswith(("topic write", "topic readwrite"))
                and line.endswith(("/+/face", "/+/face_with_crop", "/+/tracks"))}
     assert writers == {"recognizer"}
     crop_readers = {user for user in ACCOUNTS for line in block(text, user)
@@ -44,7 +45,8 @@ def test_the_viewer_reads_no_frame_and_no_crop_and_writes_nothing():
     lines = block(acl_text(ACCOUNTS), "viewer")
     assert lines and all(line.startswith("topic read ") for line in lines)
     assert not any(line.endswith(("/frame", "/face_with_crop")) for line in lines)
-    assert [line for line in lines if line.endswith("#")] == ["topic read facebus/services/#", "topic read homeassistant/#"]
+    assert [line for line in lines if line.endswith("#")] == ["topic read facebus/services/#",
+                                                              "topic read homeassistant/#"]
 
 
 def test_each_service_writes_only_below_its_own_services_topic():

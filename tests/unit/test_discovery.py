@@ -36,7 +36,8 @@ from tests.factories import T0, face_event
 
 TOPICS = Topics()
 PREFIX = "homeassistant"
-TOPIC_RE = re.compile(r"^(?P<prefix>.+)/(?P<component>[a-z_]+)/(?P<node>[A-Za-z0-9_-]{1,64})/(?P<object>[A-Za-z0-9_-]{1,64})/config$")
+TOPIC_RE = re.compile(r"^(?P<prefix>.+)/(?P<component>[a-z_]+)/(?P<node>[A-Za-z0-9_-]{1,64})"
+                      r"/(?P<object>[A-Za-z0-9_-]{1,64})/config$")
 
 # Options every MQTT entity platform takes (availability, device, origin and the entity options; qos/encoding).
 COMMON = {
@@ -113,8 +114,8 @@ def test_device_and_unique_ids():
     by_component = configs()
     devices = [c["device"] for c in by_component.values()]
     assert all(d == devices[0] for d in devices)  # one device, all four entities on it
-    assert devices[0] | {"sw_version": None} == {"identifiers": ["facebus_door"], "name": "door", "manufacturer": "facebus",
-                                                 "model": "camera", "sw_version": None}
+    assert devices[0] | {"sw_version": None} == {"identifiers": ["facebus_door"], "name": "door",
+                                                 "manufacturer": "facebus", "model": "camera", "sw_version": None}
     unique_ids = [c["unique_id"] for c in by_component.values()] + [c["unique_id"] for c in configs("gate").values()]
     assert len(set(unique_ids)) == 8
     assert all(re.fullmatch(r"[A-Za-z0-9_-]+", u) for u in unique_ids)
@@ -162,8 +163,10 @@ def test_templates_render_as_home_assistant_would():
                               track_id=None if reason is AccessReason.no_face else "t1", captured_at=T0,
                               decided_at=T0).to_json()
 
-    assert render(RESTRICTED_TEMPLATE, access(Decision.denied, AccessReason.restricted, "Mallory", Category.restricted)) == "ON"
-    assert render(RESTRICTED_TEMPLATE, access(Decision.granted, AccessReason.authorised, "Alice", Category.authorised)) == "OFF"
+    assert render(RESTRICTED_TEMPLATE,
+                  access(Decision.denied, AccessReason.restricted, "Mallory", Category.restricted)) == "ON"
+    assert render(RESTRICTED_TEMPLATE,
+                  access(Decision.granted, AccessReason.authorised, "Alice", Category.authorised)) == "OFF"
     assert render(RESTRICTED_TEMPLATE, access(Decision.denied, AccessReason.unknown, None, Category.unknown)) == "OFF"
     assert render(RESTRICTED_TEMPLATE, access(Decision.denied, AccessReason.no_face, None, None)) == "OFF"
 

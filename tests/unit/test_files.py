@@ -1,4 +1,5 @@
-"""facebus.files.write_atomically: the one way every part writes a whole file (crops, gallery photos, cache, secrets)."""
+"""facebus.files.write_atomically: the one way every part writes a whole file (crops, gallery photos, cache,
+secrets)."""
 
 import stat
 

@@ -440,7 +440,10 @@ def make_zip(path: Path, entries, compression=zipfile.ZIP_DEFLATED) -> Path:
     return path
 
 
-def read(path, limits=Limits()):
+DEFAULT_LIMITS = Limits()
+
+
+def read(path, limits=DEFAULT_LIMITS):
     names, photos = read_bundle(path, limits)
     return names, list(photos)
 

@@ -13,7 +13,8 @@ BIG = 10**9
 
 def gradient(height: int, width: int) -> np.ndarray:
     y, x = np.mgrid[0:height, 0:width]
-    return np.stack([x * 255 // max(1, width - 1), y * 255 // max(1, height - 1), np.full_like(x, 90)], -1).astype(np.uint8)
+    channels = [x * 255 // max(1, width - 1), y * 255 // max(1, height - 1), np.full_like(x, 90)]
+    return np.stack(channels, -1).astype(np.uint8)
 
 
 def size_of(jpeg: bytes) -> tuple[int, int]:
@@ -95,7 +96,8 @@ def test_crop_clipped_to_image():
     rgb = gradient(100, 200)
     assert size_of(crop_jpeg(rgb, (0, 40, 40, 0))) == (50, 50)  # padding only to the right and below
     assert size_of(crop_jpeg(rgb, (80, 200, 100, 160))) == (50, 25)  # bottom-right corner
-    assert size_of(crop_jpeg(rgb, (-20, 230, 130, -30), max_side_px=400)) == (200, 100)  # larger than the image: whole image
+    # larger than the image: whole image
+    assert size_of(crop_jpeg(rgb, (-20, 230, 130, -30), max_side_px=400)) == (200, 100)
 
 
 def test_crop_respects_max_side():

@@ -92,7 +92,8 @@ def test_a_stats_message_naming_another_service_than_its_topic_is_refused():
 
 
 def test_availability_points():
-    assert availability_point("door", b"online", T).to_line_protocol() == f"device_availability,device=door online=1i {MS}"
+    assert (availability_point("door", b"online", T).to_line_protocol()
+            == f"device_availability,device=door online=1i {MS}")
     assert availability_point("door", b"offline", T).to_line_protocol().endswith(f"online=0i {MS}")
     with pytest.raises(ValueError):
         availability_point("door", b"maybe", T)

@@ -24,7 +24,8 @@ def test_float_rounding_at_the_boundary_still_due():
     assert due(3 / 30, 0.0, 10.0)
 
 
-@pytest.mark.parametrize("source_fps, cap, published", [(30, 10, 10), (30, 5, 5), (30, 30, 30), (30, 60, 30), (25, 10, 9)])
+@pytest.mark.parametrize("source_fps, cap, published",
+                         [(30, 10, 10), (30, 5, 5), (30, 30, 30), (30, 60, 30), (25, 10, 9)])
 def test_cap_over_one_second_of_video(source_fps, cap, published):
     last = None
     count = 0

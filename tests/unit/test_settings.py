@@ -101,7 +101,8 @@ def test_names():
     [
         (["publisher", "--source", "x", "--mqtt-port", "70000"], "FACEBUS_MQTT_PORT", "--mqtt-port", "'70000'"),
         (["recognizer", "--tolerance", "abc"], "FACEBUS_RECOGNIZER_TOLERANCE", "--tolerance", "'abc'"),
-        (["publisher", "--source", "x", "--device-id", "bad id"], "FACEBUS_PUBLISHER_DEVICE_ID", "--device-id", "'bad id'"),
+        (["publisher", "--source", "x", "--device-id", "bad id"], "FACEBUS_PUBLISHER_DEVICE_ID", "--device-id",
+         "'bad id'"),
         (["recognizer", "--mqtt-topic-prefix", "a/#"], "FACEBUS_MQTT_TOPIC_PREFIX", "--mqtt-topic-prefix", "'a/#'"),
         (["archiver", "--batch-size", "0"], "FACEBUS_ARCHIVER_BATCH_SIZE", "--batch-size", "'0'"),
     ],

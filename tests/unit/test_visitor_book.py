@@ -36,7 +36,8 @@ def test_a_return_after_the_visit_gap_counts_a_visit():
     book = VisitorBook(SETTINGS, "yunet-sface")
     book.see(face(1), "door", T0)
     later = book.see(face(1), "door", T0 + timedelta(hours=5))
-    assert later.record.visits == 2 and later.record.first_seen == T0 and later.record.last_seen == T0 + timedelta(hours=5)
+    assert (later.record.visits == 2 and later.record.first_seen == T0
+            and later.record.last_seen == T0 + timedelta(hours=5))
 
 
 def test_two_visitors_found_to_be_one_merge_into_the_older():
