@@ -111,8 +111,9 @@ def start_mosquitto(state_dir: Path, port: int | None = None, secure_dir: Path |
     return server
 
 
-def start_influxd(state_dir: Path, port: int | None = None) -> Server:
-    """InfluxDB 1.x (Debian's influxd) on 127.0.0.1 with HTTP on ``port`` and its RPC port also free."""
+def start_influxd(state_dir: Path, port: int | None = None, auth_enabled: bool = False) -> Server:
+    """InfluxDB 1.x (Debian's influxd) on 127.0.0.1 with HTTP on ``port`` and its RPC port also free; with
+    ``auth_enabled`` every request needs an account (the first one created must be an admin)."""
     state_dir.mkdir(parents=True, exist_ok=True)
     candidates = free_ports(2)
     port = port or candidates[0]
@@ -134,6 +135,7 @@ bind-address = "127.0.0.1:{rpc_port}"
   store-enabled = false
 [http]
   bind-address = "127.0.0.1:{port}"
+  auth-enabled = {str(auth_enabled).lower()}
   log-enabled = false
 """
     )

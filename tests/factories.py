@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import base64
+import uuid
 from datetime import datetime, timezone
 
 import numpy as np
 
-from facebus.events import Category, EventType, FaceEvent, FaceQuality, Reason
+from facebus.events import (
+    AccessDecision,
+    AccessReason,
+    Category,
+    Decision,
+    EventType,
+    FaceEvent,
+    FaceQuality,
+    Reason,
+    utc_now,
+)
 from facebus.images import encode_jpeg
 
 T0 = datetime(2026, 11, 22, 8, 1, 2, 345678, tzinfo=timezone.utc)
@@ -53,3 +64,17 @@ def mqtt_settings(port: int, name: str = "test", **fields):
     return MqttSettings(
         **({"port": port, "client_id": f"{name}-{uuid.uuid4().hex[:8]}", "session_expiry_s": 0} | fields)
     )
+
+
+def access_decision(device: str, granted: bool, person: str | None = "Alice") -> AccessDecision:
+    """An access decision as the recognizer publishes it on <prefix>/<device>/access, decided now."""
+    now = utc_now()
+    return AccessDecision(device_id=device, decision=Decision.granted if granted else Decision.denied,
+                          reason=AccessReason.authorised if granted else AccessReason.restricted, person=person,
+                          category=Category.authorised if granted else Category.restricted, track_id="0123456789ab",
+                          captured_at=now, decided_at=now)
+
+
+def live_event(person: str | None, device: str, **fields) -> FaceEvent:
+    """A face event as the recognizer publishes it on <prefix>/<device>/face: fresh id, now, no crop."""
+    return face_event(person, device=device, at=utc_now(), event_id=uuid.uuid4().hex, **fields).without_crop()

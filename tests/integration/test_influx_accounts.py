@@ -9,7 +9,6 @@ import base64
 import http.server
 import json
 import logging
-import subprocess
 import threading
 import time
 from urllib.parse import parse_qs, urlparse
@@ -32,43 +31,16 @@ def influxd_auth(tmp_path_factory):
     """Debian's influxd 1.6.7 with ``auth-enabled``: an admin, the database ``facebus``, a user ``archiver`` with WRITE
     on it only and a user ``grafana`` with READ only (what the Compose accounts may do on InfluxDB 2)."""
     try:
-        binary = devservers._binary("influxd", "/usr/bin/influxd")
+        server = devservers.start_influxd(tmp_path_factory.mktemp("influxd-auth"), auth_enabled=True)
     except FileNotFoundError as exc:
         pytest.skip(str(exc))
-    state = tmp_path_factory.mktemp("influxd-auth").resolve()
-    port, rpc_port = devservers.free_ports(2)
-    conf = state / "influxdb.conf"
-    conf.write_text(f"""reporting-enabled = false
-bind-address = "127.0.0.1:{rpc_port}"
-[meta]
-  dir = "{state}/meta"
-[data]
-  dir = "{state}/data"
-  wal-dir = "{state}/wal"
-  query-log-enabled = false
-[monitor]
-  store-enabled = false
-[http]
-  bind-address = "127.0.0.1:{port}"
-  auth-enabled = true
-  log-enabled = false
-""")
-    log_path = state / "influxd.log"
-    process = subprocess.Popen([binary, "run", "-config", str(conf)], stdout=log_path.open("wb"),
-                               stderr=subprocess.STDOUT)
-    server = devservers.Server("influxd-auth", port, process, log_path)
     try:
-        devservers._wait_for_port(port, process, 20, "influxd")
         url = server.url
 
         def admin(q, auth=ADMIN):
             response = requests.post(url + "/query", params={"q": q}, auth=auth, timeout=5)
             assert response.status_code == 200 and "error" not in response.text, (q, response.text)
 
-        deadline = time.monotonic() + 10
-        while requests.get(url + "/ping", timeout=2).status_code != 204:
-            assert time.monotonic() < deadline, "influxd /ping did not answer 204"
-            time.sleep(0.05)
         admin(f"CREATE USER {ADMIN[0]} WITH PASSWORD '{ADMIN[1]}' WITH ALL PRIVILEGES", auth=None)
         admin('CREATE DATABASE "facebus"')
         admin("CREATE USER archiver WITH PASSWORD 'archiver-password'")

@@ -14,14 +14,14 @@ import uuid
 
 import pytest
 
-from facebus.events import AccessDecision, AccessReason, Category, Decision, utc_now
+from facebus.events import Category
 from facebus.images import encode_jpeg, fit_width, load_photo
 from facebus.mqtt import MqttClient
 from facebus.settings import LiveSettings, MqttSettings
 from facebus_tools import broker, devservers
 from recognizer.live import BOUNDARY, PART_START, LivePage
 from tests.conftest import FACES_DEV, ROOT, wait_for
-from tests.factories import face_event, mqtt_settings
+from tests.factories import access_decision, live_event, mqtt_settings
 
 pytestmark = pytest.mark.integration
 
@@ -37,17 +37,6 @@ WAIT_S = 20.0  # generous: the tests also run with the CPU busy
 WAIT_MS = WAIT_S * 1000
 
 
-def decision(device: str, granted: bool, person: str | None = "Alice") -> AccessDecision:
-    now = utc_now()
-    return AccessDecision(device_id=device, decision=Decision.granted if granted else Decision.denied,
-                          reason=AccessReason.authorised if granted else AccessReason.restricted, person=person,
-                          category=Category.authorised if granted else Category.restricted, track_id="0123456789ab",
-                          captured_at=now, decided_at=now)
-
-
-def event(person: str | None, device: str, **fields):
-    """A face event as the recognizer publishes it on <prefix>/<device>/face: fresh id, now, no crop."""
-    return face_event(person, device=device, at=utc_now(), event_id=uuid.uuid4().hex, **fields).without_crop()
 
 
 # -- HTTP without a browser: state, MJPEG, SSE, health, host check --------------------------------------------------
@@ -117,8 +106,8 @@ def test_state_mjpeg_and_events_over_http(live):
     response.close()
     stream.close()  # the page notices within a second and forgets the client quietly
 
-    publisher.publish(page.topics.face("door"), event("Alice", "door").to_json(), qos=1)
-    publisher.publish(page.topics.access("door"), decision("door", True).to_json(), qos=1)
+    publisher.publish(page.topics.face("door"), live_event("Alice", "door").to_json(), qos=1)
+    publisher.publish(page.topics.access("door"), access_decision("door", True).to_json(), qos=1)
     publisher.publish(page.topics.face("door"), b"garbage", qos=1)
     assert wait_for(lambda: len(page.state.log) == 2 and page.state.counters.get("events_bad") == 1, WAIT_S)
     status, headers, body = get(page.url + "api/state")
@@ -148,7 +137,7 @@ def test_state_mjpeg_and_events_over_http(live):
     received = [message() for _ in range(3)]  # the current log on connect, then the camera summary
     assert [(kind, data.get("person")) for kind, data in received[:2]] == [("message", "Alice"), ("message", "Alice")]
     assert received[2][0] == "cameras" and received[2][1]["cameras"][0]["frames"] == 2
-    publisher.publish(page.topics.face("door"), event(None, "door").to_json(), qos=1)
+    publisher.publish(page.topics.face("door"), live_event(None, "door").to_json(), qos=1)
     kind, data = message()
     assert kind == "message" and data["person"] is None and data["category"] == "unknown" and data["seq"] == 3
     response.close()
@@ -199,11 +188,12 @@ def test_the_page_shows_new_frames_and_events_on_a_phone(live, browser):
                           timeout=WAIT_MS)
     assert "2 frames" in tab.inner_text('figure[data-device="front-door"] figcaption')
 
-    publisher.publish(page.topics.face("front-door"), event("Barack_Obama", "front-door").to_json(), qos=1)
-    publisher.publish(page.topics.face("front-door"), event(None, "front-door").to_json(), qos=1)
-    publisher.publish(page.topics.face("front-door"), event("Joseph_Biden", "front-door", category=Category.restricted)
-                      .to_json(), qos=1)
-    publisher.publish(page.topics.access("front-door"), decision("front-door", False, "Joseph_Biden").to_json(), qos=1)
+    publisher.publish(page.topics.face("front-door"), live_event("Barack_Obama", "front-door").to_json(), qos=1)
+    publisher.publish(page.topics.face("front-door"), live_event(None, "front-door").to_json(), qos=1)
+    biden = live_event("Joseph_Biden", "front-door", category=Category.restricted)
+    publisher.publish(page.topics.face("front-door"), biden.to_json(), qos=1)
+    denied = access_decision("front-door", False, "Joseph_Biden")
+    publisher.publish(page.topics.access("front-door"), denied.to_json(), qos=1)
     tab.wait_for_function("() => document.querySelectorAll('#log li').length === 4", timeout=WAIT_MS)
     rows = tab.eval_on_selector_all("#log li", "items => items.map(li => [li.className, li.innerText])")
     assert [cls for cls, _ in rows] == ["denied", "restricted", "unknown", "authorised"]  # newest first
@@ -284,8 +274,8 @@ def test_on_a_secured_broker_the_page_needs_the_viewers_password(secure, browser
             # Published by the recognizer's account, read by the page's viewer account (subscribed since its
             # connect, long before the browser was served the page): the ACL lets both through.
             recognizer.publish(page.topics.annotated("door"), FRAME_A)
-            recognizer.publish(page.topics.face("door"), event("Alice", "door").to_json(), qos=1)
-            recognizer.publish(page.topics.access("door"), decision("door", True).to_json(), qos=1)
+            recognizer.publish(page.topics.face("door"), live_event("Alice", "door").to_json(), qos=1)
+            recognizer.publish(page.topics.access("door"), access_decision("door", True).to_json(), qos=1)
             tab.wait_for_function(f"() => {img_width('door')} === 640", timeout=WAIT_MS)
             tab.wait_for_selector("#log li.granted", timeout=WAIT_MS)
             assert "Alice" in tab.inner_text("#log li.authorised")

@@ -2,33 +2,21 @@
 the event log, duplicates and ended tracks left out, and the bad payloads it counts and logs without raising.
 The page over MQTT, HTTP and a browser is in tests/integration/test_live.py."""
 
-import uuid
 
 import cv2
 
-from facebus.events import AccessDecision, AccessReason, Category, Decision, EventType, utc_now
+from facebus.events import EventType
 from facebus.images import encode_jpeg, fit_width, load_photo
 from facebus.mqtt import Message
 from facebus.topics import Topics
 from recognizer.live import LiveState
 from tests.conftest import FACES_DEV
-from tests.factories import face_event
+from tests.factories import access_decision, live_event
 
 PHOTO = load_photo(FACES_DEV / "groups" / "obama_and_biden.jpg")  # 1024 x 731
 FRAME_B = encode_jpeg(fit_width(PHOTO, 320))
 
 
-def decision(device: str, granted: bool, person: str | None = "Alice") -> AccessDecision:
-    now = utc_now()
-    return AccessDecision(device_id=device, decision=Decision.granted if granted else Decision.denied,
-                          reason=AccessReason.authorised if granted else AccessReason.restricted, person=person,
-                          category=Category.authorised if granted else Category.restricted, track_id="0123456789ab",
-                          captured_at=now, decided_at=now)
-
-
-def event(person: str | None, device: str, **fields):
-    """A face event as the recognizer publishes it on <prefix>/<device>/face: fresh id, now, no crop."""
-    return face_event(person, device=device, at=utc_now(), event_id=uuid.uuid4().hex, **fields).without_crop()
 
 
 def test_state_keeps_the_bounds_and_counts_what_it_ignores(caplog):
@@ -41,13 +29,13 @@ def test_state_keeps_the_bounds_and_counts_what_it_ignores(caplog):
     assert state.counters.get("devices_ignored") == 2
     assert state.cameras["a"].width_px == 320 and state.cameras["a"].frames == 1
 
-    first = event("Alice", "a")
-    for payload in (first, first, event(None, "a"), event("Bob", "b", event_type=EventType.ended)):
+    first = live_event("Alice", "a")
+    for payload in (first, first, live_event(None, "a"), live_event("Bob", "b", event_type=EventType.ended)):
         state.on_face(Message(topics.face(payload.device_id), payload.to_json(), {}))
     assert [item["person"] for item in state.log] == ["Alice", None]  # duplicate and ended left out
     assert state.counters.get("events_duplicate") == 1 and state.counters.get("events_ended") == 1
     for granted in (True, False, True):
-        state.on_access(Message(topics.access("a"), decision("a", granted).to_json(), {}))
+        state.on_access(Message(topics.access("a"), access_decision("a", granted).to_json(), {}))
     assert [item.get("decision") for item in state.log] == ["granted", "denied", "granted"]  # the latest 3
     assert [item["seq"] for item in state.log] == [3, 4, 5]
     state.on_face(Message(topics.face("a"), first.to_json(), {}))  # its first copy left the log: logged again
@@ -58,7 +46,7 @@ def test_state_keeps_the_bounds_and_counts_what_it_ignores(caplog):
         ("frames_bad", state.on_annotated, topics.annotated("a"), cv2.imencode(".png", PHOTO[:8, :8])[1].tobytes()),
         ("frames_bad", state.on_annotated, "t/services/annotated", FRAME_B),  # reserved device id
         ("events_bad", state.on_face, topics.face("a"), b"{not json"),
-        ("events_bad", state.on_face, topics.face("b"), event("Alice", "a").to_json()),  # device not the topic's
+        ("events_bad", state.on_face, topics.face("b"), live_event("Alice", "a").to_json()),  # device not the topic's
         ("decisions_bad", state.on_access, topics.access("a"), b'{"decision": "maybe"}'),
         ("availability_bad", state.on_availability, topics.device_availability("a"), b"sleepy"),
     ]
