@@ -120,6 +120,21 @@ def test_invalid_env_exits_2(capsys, monkeypatch):
     assert "invalid setting FACEBUS_MQTT_PORT / --mqtt-port" in capsys.readouterr().err
 
 
+def test_a_bad_log_json_is_named_by_its_own_variable_and_flag(capsys, monkeypatch):
+    """The field json_lines reads FACEBUS_LOG_JSON (an alias): the message names that variable and --log-json."""
+    monkeypatch.setenv("FACEBUS_LOG_JSON", "maybe")
+    assert main(["schema"]) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert "invalid setting FACEBUS_LOG_JSON / --log-json: " in err and "(got 'maybe')" in err
+    assert "FACEBUS_LOG_FACEBUS_LOG_JSON" not in err
+
+
+def test_log_json_flag_wins_over_the_environment(monkeypatch):
+    monkeypatch.setenv("FACEBUS_LOG_JSON", "1")
+    args = build_parser().parse_args(["--no-log-json", "schema"])
+    assert cfg.load(cfg.LogSettings, args).json_lines is False
+
+
 def test_missing_source_exits_2(capsys):
     assert main(["publisher"]) == EXIT_CONFIG
     assert "FACEBUS_PUBLISHER_SOURCE / --source: Field required" in capsys.readouterr().err
