@@ -44,9 +44,6 @@ class TextFormatter(logging.Formatter):
         return f"{text} {extras}" if extras else text
 
 
-LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-
-
 def setup(settings: LogSettings | None = None, stream=None) -> None:
     """Configure the root logger once per process from ``settings`` (default: ``FACEBUS_LOG_LEVEL`` and
     ``FACEBUS_LOG_JSON`` from the environment or ``.env``): JSON lines unless ``json_lines`` is false, by default
