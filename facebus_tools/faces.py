@@ -561,12 +561,13 @@ def main(args: argparse.Namespace) -> int:
 
     from archiver.influx import InfluxError
     from recognizer.bundle import BundleError
+    from recognizer.models import ModelFileError
     from recognizer.store import GalleryError
 
     settings = cfg.load(RecognizerSettings, args)
     try:
         return args.handler(args, settings)
-    except (GalleryError, BundleError) as exc:
+    except (GalleryError, BundleError, ModelFileError) as exc:
         print(f"facebus faces {args.action}: {exc}", file=sys.stderr)
     except (OSError, BotoCoreError, ClientError) as exc:
         print(f"facebus faces {args.action}: gallery {settings.gallery}: {exc}", file=sys.stderr)

@@ -28,6 +28,7 @@ from facebus.files import write_atomically
 from facebus.images import IMAGE_SUFFIXES, ImageError
 from facebus.topics import ID_RE, UNKNOWN_PERSON
 from recognizer.matching import GalleryEntry, GalleryIndex
+from recognizer.models import ModelFileError
 
 log = logging.getLogger(__name__)
 
@@ -226,6 +227,8 @@ class GalleryLoader:
         except (ImageError, OSError) as exc:
             log.warning("gallery image rejected: %s: %s", key, exc, extra={"key": key})
             return Rejected(key, str(exc))
+        except ModelFileError:  # no photo is to blame: the model cannot load (the caller reports it)
+            raise
         except Exception as exc:  # noqa: BLE001 - e.g. botocore errors when one object vanished between list and get
             log.warning("gallery image unreadable: %s: %s", key, exc, extra={"key": key})
             return Rejected(key, f"unreadable: {exc}")

@@ -167,7 +167,14 @@ class Dlib:
     dim = 128
 
     def __init__(self, detect_max_width_px: int = 640, upsample: int = 1, profiles: bool = True, num_jitters: int = 1):
-        from recognizer import faces  # loads dlib
+        """Raises ModelFileError when face_recognition (installed apart, README "Install") is missing."""
+        try:
+            from recognizer import faces  # loads dlib
+        except ModuleNotFoundError as exc:
+            if exc.name not in ("face_recognition", "face_recognition_models", "dlib"):
+                raise
+            raise ModelFileError(f"the dlib model needs {exc.name}: pip install --no-deps face-recognition==1.3.0 "
+                                 "(dlib itself comes prebuilt with the recognizer extra, as dlib-bin)") from exc
 
         self._faces = faces
         self.detect_max_width_px, self.upsample, self.profiles = detect_max_width_px, upsample, profiles

@@ -41,6 +41,7 @@ from recognizer.access import AccessState
 from recognizer.discovery import discovery_messages
 from recognizer.engine import FrameResult
 from recognizer.gallery import GalleryLoader
+from recognizer.models import ModelFileError
 from recognizer.sharing import Membership
 from recognizer.visitors import Visitors, VisitorStore
 from recognizer.webhooks import Webhooks
@@ -267,10 +268,13 @@ class Recognizer:
 
     def refresh_gallery(self) -> bool:
         """Bring the gallery up to date and publish its state (retained). While the source cannot be listed (S3 down,
-        folder gone) the last good gallery stays in force; the failure is logged and counted, and False returned."""
+        folder gone) the last good gallery stays in force; the failure is logged and counted, and False returned.
+        Raises ModelFileError when the face model cannot load (an installation fault, not the source's)."""
         started = time.perf_counter()
         try:
             change = self.gallery.refresh()
+        except ModelFileError:
+            raise
         except Exception as exc:  # noqa: BLE001 - any source failure: keep serving the last gallery
             self.counters.add("gallery_errors")
             log.error("gallery %s unreachable, keeping the last one (%d images): %s",
@@ -410,7 +414,8 @@ class Recognizer:
 
 def main(config: RecognizerConfig, stop: threading.Event) -> int:
     """The recognizer service (``facebus recognizer``), wired from its settings; runs until ``stop`` is set. Returns
-    the exit code (1 for a gallery setting that cannot be opened, e.g. ``s3://`` without a bucket)."""
+    the exit code (1 for a gallery setting that cannot be opened, e.g. ``s3://`` without a bucket, or a face model
+    that cannot load)."""
     from recognizer.photos import open_gallery
 
     settings = config.recognizer
@@ -421,6 +426,10 @@ def main(config: RecognizerConfig, stop: threading.Event) -> int:
         return 1
     availability = Topics(config.mqtt.topic_prefix).service_availability(settings.instance)
     mqtt = MqttClient(config.mqtt, availability, settings.instance)
-    Recognizer(settings, mqtt, gallery, config.access, config.webhooks,
-               config.visitors).run(stop, config.stats.interval_s)
+    try:
+        Recognizer(settings, mqtt, gallery, config.access, config.webhooks,
+                   config.visitors).run(stop, config.stats.interval_s)
+    except ModelFileError as exc:  # e.g. --model dlib without face_recognition: nothing to retry
+        log.error("%s", exc)
+        return 1
     return 0

@@ -385,6 +385,13 @@ def test_recognizer_extra_names_a_face_and_the_live_page_shows_it(venvs, broker,
         stop_cleanly(recognizer, recognizer_log)
         stop_cleanly(live, live_log)
 
+    # face-recognition is the README's separate --no-deps step: without it `--model dlib` ends at once, saying so
+    done = subprocess.run([venv.facebus, "recognizer", "--model", "dlib", "--gallery", str(GALLERY),
+                           "--cache-dir", str(tmp_path / "dlib-cache"), "--mqtt-port", port], cwd=venv.cwd,
+                          env=clean_env(), capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
+    assert done.returncode == 1, described("recognizer --model dlib without face_recognition", done)
+    assert "the dlib model needs face_recognition" in done.stdout + done.stderr
+
 
 def test_archiver_extra_archives_a_face_event_and_its_crop(venvs, broker, influxd, bus_factory, tmp_path):
     venv = venvs.get("archiver")
@@ -453,6 +460,14 @@ def test_faces_extra_lists_the_gallery_and_identifies_a_photo(venvs, tmp_path):
     lines = venv.run("faces", "identify", str(probe), "--gallery", str(GALLERY), "--cache-dir", cache).stdout
     (face,) = [json.loads(line) for line in lines.splitlines() if line.strip()]
     assert (face["person"], face["category"], face["file"]) == ("Barack_Obama", "authorised", str(probe)), face
+
+    # face-recognition is the README's separate --no-deps step: without it the dlib model says so, and blames no photo
+    done = subprocess.run([venv.facebus, "faces", "list", "--model", "dlib", "--gallery", str(GALLERY),
+                           "--cache-dir", str(tmp_path / "dlib-cache")], cwd=venv.cwd, env=clean_env(),
+                          capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
+    assert done.returncode == 1, described("faces list --model dlib without face_recognition", done)
+    assert "the dlib model needs face_recognition: pip install --no-deps face-recognition==1.3.0" in done.stderr
+    assert "unreadable" not in done.stdout + done.stderr
 
 
 def test_grafana_extra_finds_its_dashboards_in_the_install_and_pushes_them(venvs, tmp_path):
