@@ -685,6 +685,8 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type[BaseSettings]) -> N
             kwargs["type"] = _json_list
         elif get_origin(field.annotation) is Literal:
             kwargs["choices"] = get_args(field.annotation)
+            if all(isinstance(c, str) and c.isupper() for c in kwargs["choices"]):
+                kwargs["type"] = str.upper  # --log-level debug, as FACEBUS_LOG_LEVEL=debug
         group.add_argument(flag_name(cls, name), **kwargs)
 
 

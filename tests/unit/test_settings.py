@@ -150,6 +150,7 @@ def test_several_bad_settings_one_line_each(capsys):
 def test_log_level_flag_wins_over_env(monkeypatch, capsys):
     monkeypatch.setenv("FACEBUS_LOG_LEVEL", "ERROR")
     assert main(["--log-level", "DEBUG", "schema"]) == 0
+    assert main(["--log-level", "debug", "schema"]) == 0
     assert logging.getLogger().level == logging.DEBUG
 
 
