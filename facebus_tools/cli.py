@@ -55,6 +55,9 @@ TOOLS = {
     "grafana": ("facebus_tools.grafana", "push the InfluxDB datasource and the dashboards to a running Grafana"),
     "broker": ("facebus_tools.broker", "write a secured Mosquitto configuration: TLS, accounts, ACL"),
 }
+# command → the extra of pyproject.toml that installs what it imports (tests/integration/test_extras.py)
+EXTRAS = {"publisher": "publisher", "recognizer": "recognizer", "archiver": "archiver", "live": "recognizer",
+          "demo": "demo", "faces": "faces", "grafana": "grafana", "broker": "broker"}
 # Tools whose stdout is their result log to stderr; services log to stdout.
 _STDOUT_RESULT = ("faces", "schema", "broker")
 
@@ -112,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         for line in cfg.explain(exc):
             print(f"facebus {args.command}: {line}", file=sys.stderr)
+        return EXIT_CONFIG
+    except ModuleNotFoundError as exc:  # installed without the command's extra
+        print(f"facebus {args.command}: needs {exc.name}, which this install lacks: "
+              f"pip install 'facebus[{EXTRAS.get(args.command, 'dev')}]'", file=sys.stderr)
         return EXIT_CONFIG
 
 

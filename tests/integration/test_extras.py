@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import threading
+import tomllib
 import urllib.error
 import urllib.request
 import uuid
@@ -51,16 +52,11 @@ GALLERY = SAMPLES / "gallery"
 FACES_DEV = SAMPLES / "faces-dev"
 TOPICS = Topics()
 
-# extra -> the commands it serves (demo: every service at once, its extra is the union of theirs; not installed here)
-EXTRA_COMMANDS = {
-    "publisher": ("publisher",),
-    "recognizer": ("recognizer", "live"),
-    "archiver": ("archiver",),
-    "faces": ("faces",),
-    "grafana": ("grafana",),
-    "broker": ("broker",),
-}
+# extra -> the commands it serves, from the command line's own table (demo: every service at once, its extra is the
+# union of theirs; not installed here)
 NOT_INSTALLED_HERE = {"demo"}
+EXTRA_COMMANDS = {extra: tuple(c for c, e in cli.EXTRAS.items() if e == extra)
+                  for extra in dict.fromkeys(cli.EXTRAS.values()) if extra not in NOT_INSTALLED_HERE}
 # What the wheel is built from: the checkout without what is not source (a copy, so that setuptools' build/ and
 # *.egg-info neither land in the shared checkout nor bring stale files into the wheel).
 NOT_SOURCE = shutil.ignore_patterns(".git", ".venv", ".state", "build", "dist", "*.egg-info", "__pycache__",
@@ -246,6 +242,9 @@ def check_commands(venv: Venv) -> None:
 
 
 def test_every_command_belongs_to_an_extra_checked_here():
+    assert set(cli.EXTRAS) == set(cli.SERVICES) | set(cli.TOOLS), "a command without its extra in cli.EXTRAS"
+    assert set(cli.EXTRAS.values()) <= set(tomllib.loads((ROOT / "pyproject.toml").read_text())
+                                           ["project"]["optional-dependencies"])
     covered = {command for commands in EXTRA_COMMANDS.values() for command in commands}
     assert covered | NOT_INSTALLED_HERE == set(cli.SERVICES) | set(cli.TOOLS)
     assert actions_of("grafana") == ("push",) and "init" in actions_of("broker") and "list" in actions_of("faces")
@@ -384,6 +383,12 @@ def test_recognizer_extra_names_a_face_and_the_live_page_shows_it(venvs, broker,
 
         stop_cleanly(recognizer, recognizer_log)
         stop_cleanly(live, live_log)
+
+    # `facebus faces` is the faces extra's (it also reads InfluxDB): here it names the extra to install
+    done = subprocess.run([venv.facebus, "faces", "list", "--gallery", str(GALLERY)], cwd=venv.cwd, env=clean_env(),
+                          capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
+    assert done.returncode == 2, described("faces list in a recognizer-only install", done)
+    assert "which this install lacks: pip install 'facebus[faces]'" in done.stderr and "Traceback" not in done.stderr
 
     # face-recognition is the README's separate --no-deps step: without it `--model dlib` ends at once, saying so
     done = subprocess.run([venv.facebus, "recognizer", "--model", "dlib", "--gallery", str(GALLERY),
