@@ -15,7 +15,6 @@ import argparse
 import base64
 import contextlib
 import functools
-import http.server
 import json
 import os
 import re
@@ -43,6 +42,7 @@ from facebus.mqtt import publish_properties
 from facebus.topics import Topics
 from facebus_tools import cli, devservers
 from tests.conftest import wait_for
+from tests.support.grafana_stub import serve_grafana_stub
 
 pytestmark = pytest.mark.integration
 
@@ -491,7 +491,7 @@ def test_grafana_extra_finds_its_dashboards_in_the_install_and_pushes_them(venvs
     assert {p.name: p.read_bytes() for p in folder.glob("*.json")} == repo_dashboards
     assert datasource.read_bytes() == (ROOT / "grafana/provisioning/datasources/influxdb.yaml").read_bytes()
 
-    with grafana_stub() as (url, recorded):
+    with serve_grafana_stub() as (url, recorded, _):
         venv.run("grafana", "push", "--url", url, "--token", "glsa_extras", timeout_s=60)
     assert all(r["auth"] == "Bearer glsa_extras" for r in recorded)
     created = [r["body"] for r in recorded if (r["method"], r["path"]) == ("POST", "/api/datasources")]
@@ -563,44 +563,3 @@ def http_get(url: str) -> tuple[int, str]:
         return exc.code, exc.read().decode(errors="replace")
     except OSError as exc:
         return 0, str(exc)
-
-
-class _GrafanaApi(http.server.BaseHTTPRequestHandler):
-    """The part of Grafana's HTTP API that push uses: no datasource yet, the folder "facebus" there."""
-
-    recorded: list[dict]
-
-    def _handle(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = json.loads(self.rfile.read(length)) if length else None
-        self.recorded.append({"method": self.command, "path": self.path, "auth": self.headers.get("Authorization"),
-                              "body": body})
-        status, reply = {
-            ("GET", "/api/datasources/uid/facebus-influxdb"): (404, {"message": "Data source not found"}),
-            ("POST", "/api/datasources"): (200, {"message": "Datasource added", "id": 1}),
-            ("GET", "/api/folders/facebus"): (200, {"uid": "facebus", "title": "facebus"}),
-            ("POST", "/api/dashboards/db"): (200, {"status": "success", "version": 1}),
-        }.get((self.command, self.path), (404, {"message": "not found"}))
-        data = json.dumps(reply).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    do_GET = do_POST = do_PUT = _handle
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-@contextlib.contextmanager
-def grafana_stub() -> Iterator[tuple[str, list[dict]]]:
-    handler = type("Handler", (_GrafanaApi,), {"recorded": []})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", handler.recorded
-    finally:
-        server.shutdown()
-        server.server_close()
