@@ -35,8 +35,9 @@ def grafana_files() -> Path:
     return Path(__file__).resolve().parent.parent / "grafana"
 
 
-DASHBOARDS_DIR = grafana_files() / "dashboards"
-DATASOURCE_FILE = grafana_files() / "provisioning" / "datasources" / "influxdb.yaml"
+GRAFANA_FILES = grafana_files()
+DASHBOARDS_DIR = GRAFANA_FILES / "dashboards"
+DATASOURCE_FILE = GRAFANA_FILES / "provisioning" / "datasources" / "influxdb.yaml"
 FOLDER_UID, FOLDER_TITLE = "facebus", "facebus"
 DEFAULT_CROPS_URL = "http://localhost:8081/crops"  # the "crops" nginx service of docker-compose.yml
 
